@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Fresh machine -> environment -> default (fast) test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PYTENSOR_FLAGS="${PYTENSOR_FLAGS:-base_compiledir=$PWD/.cache/pytensor}"
+.venv/bin/ruff check src tests bench examples
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,39 @@
+"""bayes_ablation: Bayesian analysis of thermal-ablation trials for colorectal liver metastases.
+
+The public API is imported lazily so that ``import bayes_ablation`` (and the CLI's ``--help``)
+does not pay for PyMC and ArviZ.
+
+    >>> from bayes_ablation import load_spec, read_patients, fit
+    >>> spec = load_spec("models/pfs_weibull_site.toml")
+    >>> result = fit(spec, read_patients("examples/pfs_trial.csv", spec))
+    >>> result.save("results/pfs")
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_spec": "bayes_ablation.spec",
+    "AnalysisSpec": "bayes_ablation.spec",
+    "read_patients": "bayes_ablation.data.schema",
+    "patients_from_frame": "bayes_ablation.data.schema",
+    "PatientTable": "bayes_ablation.data.schema",
+    "simulate_trial": "bayes_ablation.data.simulate",
+    "fit": "bayes_ablation.analysis",
+    "Result": "bayes_ablation.analysis",
+    "BayesAblationError": "bayes_ablation.errors",
+    "DataValidationError": "bayes_ablation.errors",
+    "SpecError": "bayes_ablation.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'bayes_ablation' has no attribute {name!r}")

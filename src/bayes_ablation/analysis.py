@@ -1,0 +1,176 @@
+"""Compose one analysis: spec + validated tables → model → posterior → estimands + diagnostics.
+
+This is the only module that wires the layers together; the CLI, monitoring and validation
+studies all call :func:`fit`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.diagnostics import ConvergenceReport
+from bayes_ablation.spec import AnalysisSpec
+
+DEPENDENCIES = ("pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "nutpie", "numba",
+                "numpy", "scipy", "pandas", "xarray", "lifelines", "matplotlib", "h5netcdf")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("bayes_ablation", *DEPENDENCIES):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass
+class Result:
+    """Everything one analysis produced. ``save`` writes it as a result bundle."""
+
+    spec: AnalysisSpec
+    idata: xr.DataTree
+    estimands: xr.Dataset
+    estimand_table: pd.DataFrame
+    probabilities: dict[str, float]
+    diagnostics: ConvergenceReport
+    provenance: dict[str, Any]
+    data_summary: pd.DataFrame
+    ppc: dict[str, xr.Dataset] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def posterior(self) -> xr.DataTree:
+        return self.idata.posterior
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``summary.json``."""
+        stats = ["mean", "sd", "median", *[c for c in self.estimand_table.columns
+                                            if c.startswith("q")]]
+        estimands = {}
+        for _, row in self.estimand_table.iterrows():
+            entry = {k: _json_value(row[k]) for k in self.estimand_table.columns
+                     if k not in ("label",) and not _missing(row[k])}
+            entry.update({k: _json_value(row[k]) for k in stats})
+            estimands[row["label"]] = entry
+        diag = self.diagnostics.to_dict()
+        return {
+            "analysis": {"name": self.spec.name, "endpoint": self.spec.endpoint,
+                         "model": self.spec.model, "reference_arm": self.spec.reference_arm,
+                         "time_unit": self.spec.time_unit},
+            "estimands": estimands,
+            "probabilities": self.probabilities,
+            "diagnostics": {k: _json_value(v) for k, v in diag.items()},
+            "posterior_predictive": {
+                name: {str(g): {"km_band_coverage": float(ds["coverage"].sel(group=g)),
+                                "events_p_value": float(ds["events_p_value"].sel(group=g))}
+                       for g in ds["group"].values}
+                for name, ds in self.ppc.items()},
+            "provenance": self.provenance,
+            **self.extras.get("summary", {}),
+        }
+
+    def save(self, out: str | Path, *, force: bool = False, posterior_format: str = "netcdf",
+             spec_text: str | None = None, progress: bool = False) -> Path:
+        """Write the result bundle atomically (see :mod:`bayes_ablation.bundle`)."""
+        from bayes_ablation.bundle import write_bundle
+
+        return write_bundle(self, out, force=force, posterior_format=posterior_format,
+                            spec_text=spec_text, progress=progress)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None if np.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
+        ppc_draws: int = 100, cache_key: Any = "default", run_ppc: bool = True) -> Result:
+    """Run the analysis the spec pre-specifies on a validated patient table."""
+    from bayes_ablation import diagnostics as diag
+    from bayes_ablation import estimands as est
+    from bayes_ablation.inference import hash_seed_status, sample
+    from bayes_ablation.models.build import build_model
+
+    started = time.perf_counter()
+    t0 = time.perf_counter()
+    model = build_model(spec, patients)
+    build_s = time.perf_counter() - t0
+    key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
+           json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
+           json.dumps(spec.raw.get("priors"), sort_keys=True), cache_key) \
+        if cache_key is not None else None
+    sampled = sample(model, spec.sampler, progress=progress, cache_key=key)
+    idata = sampled.idata
+    idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))
+    idata.posterior.attrs["spec_sha256"] = spec.sha256
+
+    t0 = time.perf_counter()
+    estimands = est.compute_estimands(idata, spec)
+    table = est.summarise(estimands, spec.estimands.interval_prob)
+    probs = est.probabilities(estimands)
+    estimands_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report = diag.convergence(idata, spec.diagnostics)
+    diagnostics_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ppc = {}
+    if run_ppc:
+        ppc = diag.survival_ppc(idata, spec, patients.frame["arm"].to_numpy(),
+                                patients.frame["site"].to_numpy(), n_draws=ppc_draws,
+                                seed=spec.sampler.seed)
+    ppc_s = time.perf_counter() - t0
+
+    provenance = {
+        "spec_name": spec.name,
+        "spec_path": spec.source_path,
+        "spec_sha256": spec.sha256,
+        "data_source": patients.source,
+        "data_sha256": patients.sha256,
+        "n_patients": patients.n_patients,
+        "arms": list(patients.arms),
+        "sites": list(patients.sites),
+        "seed": spec.sampler.seed,
+        "sampler": sampled.sampler,
+        "sampler_settings": sampled.settings,
+        "sampler_fallback_reason": sampled.fallback_reason,
+        **hash_seed_status(),
+        "versions": package_versions(),
+        "timings_seconds": {
+            "build_model": build_s,
+            "compile": sampled.timings["compile_seconds"],
+            "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),
+            "sampling": sampled.timings["sampling_seconds"],
+            "estimands": estimands_s,
+            "diagnostics": diagnostics_s,
+            "posterior_predictive": ppc_s,
+            "fit_total": time.perf_counter() - started,
+        },
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
+                  probabilities=probs, diagnostics=report, provenance=provenance,
+                  data_summary=patients.summary(), ppc=ppc)

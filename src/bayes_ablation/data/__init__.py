@@ -1,0 +1,1 @@
+"""Data layer: reading, validating, simulating, cutting and aggregating trial tables."""

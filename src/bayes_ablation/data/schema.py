@@ -1,0 +1,275 @@
+"""The patient table: its columns, its validation, and the integer codes models use.
+
+Columns: ``patient_id, site, arm, time_months, event`` plus covariates named by the spec.
+Validation collects *every* problem (row, column, value, expectation) before raising one
+:class:`~bayes_ablation.errors.DataValidationError`; no row is ever dropped.
+Rows are numbered from 1 = first data row (in a CSV, file line = row + 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_ablation.data.io import file_sha256, frame_sha256, read_raw_table
+from bayes_ablation.errors import DataValidationError, Problem
+
+PATIENT_COLUMNS = ("patient_id", "site", "arm", "time_months", "event")
+
+
+@dataclass(frozen=True)
+class PatientTable:
+    """A validated patient table with its level orders.
+
+    ``frame`` has columns ``patient_id`` (str), ``site`` (str), ``arm`` (str), ``time_months``
+    (float > 0), ``event`` (int 0/1) and the covariates; ``arms`` lists the reference arm first.
+    """
+
+    frame: pd.DataFrame
+    arms: tuple[str, ...]
+    sites: tuple[str, ...]
+    covariates: tuple[str, ...]
+    source: str
+    sha256: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def reference_arm(self) -> str:
+        return self.arms[0]
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        """Non-reference arms, each compared against the reference."""
+        return self.arms[1:]
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.frame)
+
+    @property
+    def arm_idx(self) -> np.ndarray:
+        return pd.Categorical(self.frame["arm"], categories=self.arms).codes.astype(np.int64)
+
+    @property
+    def site_idx(self) -> np.ndarray:
+        return pd.Categorical(self.frame["site"], categories=self.sites).codes.astype(np.int64)
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.frame["time_months"].to_numpy(dtype=float)
+
+    @property
+    def event(self) -> np.ndarray:
+        return self.frame["event"].to_numpy(dtype=np.int64)
+
+    def design_matrix(self) -> tuple[np.ndarray, list[str], dict[str, float]]:
+        """Covariate design: numeric columns centred at their mean, categoricals dummy-coded
+        against their first (sorted) level. Returns (X, column names, centres)."""
+        return covariate_design(self.frame, self.covariates)
+
+    def summary(self) -> pd.DataFrame:
+        """Patients, events and median follow-up per arm (for reports)."""
+        g = self.frame.groupby("arm", sort=False)
+        out = pd.DataFrame({
+            "patients": g.size(),
+            "events": g["event"].sum(),
+            "sites": g["site"].nunique(),
+            "median_time_months": g["time_months"].median(),
+        }).reindex(list(self.arms))
+        out.index.name = "arm"
+        return out
+
+
+def covariate_design(frame: pd.DataFrame, covariates: Sequence[str]
+                     ) -> tuple[np.ndarray, list[str], dict[str, float]]:
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    centres: dict[str, float] = {}
+    for cov in covariates:
+        series = frame[cov]
+        if pd.api.types.is_numeric_dtype(series):
+            values = series.to_numpy(dtype=float)
+            centres[cov] = float(values.mean())
+            cols.append(values - centres[cov])
+            names.append(cov)
+        else:
+            levels = sorted(series.astype(str).unique())
+            for level in levels[1:]:
+                cols.append((series.astype(str) == level).to_numpy(dtype=float))
+                names.append(f"{cov}[{level}]")
+    x = np.column_stack(cols) if cols else np.zeros((len(frame), 0))
+    return x, names, centres
+
+
+def _is_blank(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _as_text(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column].map(lambda v: "" if _is_blank(v) else str(v).strip())
+
+
+def _parse_numbers(series: pd.Series) -> np.ndarray:
+    """Numbers where parseable, NaN elsewhere (the caller reports which and why)."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=float)
+    return pd.to_numeric(series.map(lambda v: "" if _is_blank(v) else str(v)),
+                         errors="coerce").to_numpy(dtype=float)
+
+
+def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | None,
+                      covariates: Sequence[str] = (), arms: Sequence[str] | None = None,
+                      sites: Sequence[str] | None = None, sha256: str | None = None,
+                      extra_columns: Sequence[str] = ()) -> PatientTable:
+    """Check a raw patient table and return it typed, or raise with every problem found.
+
+    ``arms``/``sites`` are the levels declared by the plan (or by Parquet categoricals); a declared
+    level with no patients is an error, as is a value that was not declared.
+    """
+    problems: list[Problem] = []
+
+    def add(row: int | None, column: str | None, value: object, expected: str) -> None:
+        problems.append(Problem(source, row, column, value, expected))
+
+    required = (*PATIENT_COLUMNS, *covariates, *extra_columns)
+    missing = [c for c in required if c not in raw.columns]
+    for col in missing:
+        add(None, col, None, f"a column named '{col}' (columns present: {', '.join(map(str, raw.columns))})")
+    if len(raw) == 0:
+        add(None, None, None, "at least one data row")
+    if problems:
+        raise DataValidationError(problems)
+
+    rows = np.arange(1, len(raw) + 1)
+    ids = _as_text(raw, "patient_id")
+    site = _as_text(raw, "site")
+    arm = _as_text(raw, "arm")
+    for col, values in (("patient_id", ids), ("site", site), ("arm", arm)):
+        for r in rows[(values == "").to_numpy()]:
+            add(int(r), col, raw[col].iloc[r - 1], "a non-empty label")
+
+    dup = ids.duplicated(keep=False) & (ids != "")
+    if dup.any():
+        first_row = {pid: int(rows[i]) for i, pid in reversed(list(enumerate(ids)))}
+        for r in rows[dup.to_numpy()]:
+            pid = ids.iloc[r - 1]
+            if first_row[pid] != r:
+                add(int(r), "patient_id", pid, f"a unique id (also on row {first_row[pid]})")
+
+    time = _parse_numbers(raw["time_months"])
+    for r in rows:
+        v = time[r - 1]
+        if not np.isfinite(v):
+            add(int(r), "time_months", raw["time_months"].iloc[r - 1], "a finite number of months > 0")
+        elif v <= 0:
+            add(int(r), "time_months", raw["time_months"].iloc[r - 1], "a time in months > 0")
+
+    event = _parse_numbers(raw["event"])
+    for r in rows:
+        if event[r - 1] not in (0.0, 1.0):
+            add(int(r), "event", raw["event"].iloc[r - 1], "0 (censored) or 1 (event)")
+
+    declared_arms = list(arms) if arms is not None else _categories(raw["arm"])
+    declared_sites = list(sites) if sites is not None else _categories(raw["site"])
+    present_arms = [a for a in pd.unique(arm) if a != ""]
+    present_sites = [s for s in pd.unique(site) if s != ""]
+    if declared_arms is not None:
+        for r in rows[(~arm.isin(declared_arms) & (arm != "")).to_numpy()]:
+            add(int(r), "arm", arm.iloc[r - 1], f"one of the declared arms {declared_arms}")
+        for a in declared_arms:
+            if a not in present_arms:
+                add(None, "arm", a, "every declared arm to have at least one patient")
+    if declared_sites is not None:
+        for r in rows[(~site.isin(declared_sites) & (site != "")).to_numpy()]:
+            add(int(r), "site", site.iloc[r - 1], f"one of the declared sites {declared_sites}")
+        for s in declared_sites:
+            if s not in present_sites:
+                add(None, "site", s, "every declared site to have at least one patient")
+    if len(present_arms) < 2:
+        add(None, "arm", present_arms, "at least two arms to compare")
+    if reference_arm is not None and reference_arm not in present_arms:
+        add(None, "arm", reference_arm,
+            f"the spec's reference arm among the arms in the data {sorted(present_arms)}")
+
+    clean_covariates: dict[str, pd.Series] = {}
+    for cov in covariates:
+        col = raw[cov]
+        blank = col.map(_is_blank).to_numpy()
+        for r in rows[blank]:
+            add(int(r), cov, col.iloc[r - 1], "a value (covariates may not be missing)")
+        numbers = _parse_numbers(col)
+        non_blank = ~blank
+        if non_blank.any() and np.isfinite(numbers[non_blank]).all():
+            clean_covariates[cov] = pd.Series(numbers, index=raw.index)
+            values = numbers[non_blank]
+        else:
+            if non_blank.any() and np.isfinite(numbers[non_blank]).any() and \
+                    pd.api.types.is_numeric_dtype(col):
+                for r in rows[non_blank & ~np.isfinite(numbers)]:
+                    add(int(r), cov, col.iloc[r - 1], "a finite number")
+            clean_covariates[cov] = _as_text(raw, cov)
+            values = clean_covariates[cov][non_blank].to_numpy()
+        if non_blank.any() and len(pd.unique(values)) < 2:
+            add(None, cov, values[0], "a covariate that varies (a constant is not estimable)")
+
+    if problems:
+        raise DataValidationError(problems)
+
+    order_arms = [reference_arm] if reference_arm is not None else []
+    pool = declared_arms if declared_arms is not None else sorted(present_arms)
+    order_arms += [a for a in pool if a not in order_arms]
+    order_sites = declared_sites if declared_sites is not None else sorted(present_sites)
+
+    frame = pd.DataFrame({
+        "patient_id": ids.to_numpy(),
+        "site": site.to_numpy(),
+        "arm": arm.to_numpy(),
+        "time_months": time,
+        "event": event.astype(np.int64),
+    })
+    for cov, values in clean_covariates.items():
+        frame[cov] = values.to_numpy()
+    for col in extra_columns:
+        if col not in frame.columns:
+            frame[col] = raw[col].to_numpy()
+    digest = sha256 if sha256 is not None else frame_sha256(raw.astype(str))
+    return PatientTable(frame=frame, arms=tuple(order_arms), sites=tuple(order_sites),
+                        covariates=tuple(covariates), source=source, sha256=digest)
+
+
+def _categories(series: pd.Series) -> list[str] | None:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return [str(c) for c in series.cat.categories]
+    return None
+
+
+def read_patients(path: str | Path, spec: object | None = None, *,
+                  reference_arm: str | None = None,
+                  covariates: Sequence[str] | None = None) -> PatientTable:
+    """Read and validate a patient table (CSV or Parquet).
+
+    With a spec, the reference arm, covariates and any declared arms/sites come from it.
+    """
+    if spec is not None:
+        reference_arm = reference_arm or getattr(spec, "reference_arm", None)
+        if covariates is None:
+            covariates = getattr(spec, "covariates", ())
+    raw = read_raw_table(path)
+    return validate_patients(raw, str(path), reference_arm=reference_arm,
+                             covariates=tuple(covariates or ()), sha256=file_sha256(path))
+
+
+def patients_from_frame(frame: pd.DataFrame, *, reference_arm: str | None,
+                        covariates: Sequence[str] = (), source: str = "<DataFrame>"
+                        ) -> PatientTable:
+    """Validate an in-memory table (e.g. from the simulator) exactly like a file."""
+    return validate_patients(frame, source, reference_arm=reference_arm,
+                             covariates=tuple(covariates))

@@ -1,0 +1,1 @@
+"""Model builders: spec + validated tables -> ``pm.Model``. Builders build graphs, nothing else."""

@@ -1,0 +1,150 @@
+"""Figures (matplotlib, Agg backend). Each function takes data and returns a ``Figure``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+COLORS = ("#1f5aa6", "#c2452d", "#2e8b57", "#8a4fbf", "#d08c00", "#555555")
+
+
+def _color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
+def km_with_posterior(observed: xr.Dataset, curves: xr.DataArray, interval_prob: float = 0.95,
+                      title: str = "Kaplan–Meier and posterior survival (average site)"
+                      ) -> Figure:
+    """Observed KM per arm (steps) over the posterior median and band of S_arm(t).
+
+    ``observed``: a ``km_ppc`` Dataset (uses ``observed``); ``curves``: draws (chain, draw, arm,
+    time) of model survival.
+    """
+    lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = curves["time"].values
+    for i, arm in enumerate(curves["arm"].values):
+        c = curves.sel(arm=arm).stack(s=("chain", "draw")).values
+        q = np.quantile(c, [lo, 0.5, hi], axis=-1)
+        ax.fill_between(t, q[0], q[2], color=_color(i), alpha=0.2, lw=0)
+        ax.plot(t, q[1], color=_color(i), lw=1.5, label=f"{arm}: posterior median")
+        if arm in observed["group"].values:
+            ax.step(observed["time"].values, observed["observed"].sel(group=arm).values,
+                    where="post", color=_color(i), lw=1.2, ls="--", label=f"{arm}: Kaplan–Meier")
+    ax.set_xlabel("time (months)")
+    ax.set_ylabel("survival probability")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def ppc_km(ppc: xr.Dataset, title: str = "Posterior predictive check: Kaplan–Meier",
+           ncols: int = 4) -> Figure:
+    """Observed KM over the posterior predictive KM band, one panel per group."""
+    groups = list(ppc["group"].values)
+    n = len(groups)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False,
+                             sharex=True, sharey=True)
+    t = ppc["time"].values
+    for k, g in enumerate(groups):
+        ax = axes[k // ncols][k % ncols]
+        sel = ppc.sel(group=g)
+        ax.fill_between(t, sel["lower"], sel["upper"], color=_color(0), alpha=0.25, lw=0,
+                        step="post", label="predictive band")
+        ax.step(t, sel["median"], where="post", color=_color(0), lw=1, label="predictive median")
+        ax.step(t, sel["observed"], where="post", color="black", lw=1.3, label="observed KM")
+        ax.set_title(f"{g}  (in band {float(sel['coverage']):.0%})", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    for k in range(n, nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    axes[0][0].legend(fontsize=7, frameon=False)
+    fig.supxlabel("time (months)")
+    fig.supylabel("survival")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def forest(draws: xr.DataArray, dim: str, title: str, xlabel: str,
+           interval_prob: float = 0.95, reference: float = 0.0) -> Figure:
+    """Posterior mean and central interval of each element along ``dim``."""
+    lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
+    stacked = draws.stack(s=("chain", "draw")).transpose(dim, "s")
+    labels = [str(v) for v in draws[dim].values]
+    values = stacked.values
+    q = np.quantile(values, [lo, 0.5, hi], axis=1)
+    mean = values.mean(axis=1)
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(labels) + 1.2))
+    y = np.arange(len(labels))[::-1]
+    ax.hlines(y, q[0], q[2], color=_color(0), lw=2)
+    ax.plot(mean, y, "o", color=_color(0), ms=5)
+    ax.axvline(reference, color="grey", ls=":", lw=1)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def hr_posterior(hr: xr.DataArray, thresholds: Sequence[float],
+                 probabilities: Mapping[str, float]) -> Figure:
+    """Posterior density (histogram) of each treatment's HR with decision thresholds marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, treatment in enumerate(hr["treatment"].values):
+        v = hr.sel(treatment=treatment).values.ravel()
+        ax.hist(v, bins=60, density=True, color=_color(i + 1), alpha=0.5, label=str(treatment))
+    for c in thresholds:
+        ax.axvline(c, color="black", ls="--", lw=1)
+        text = ", ".join(f"{p:.3f}" for k, p in probabilities.items() if k.startswith(f"P(HR<{c:g})"))
+        ax.annotate(f"P(HR<{c:g}) = {text}", (c, ax.get_ylim()[1] * 0.95), rotation=90,
+                    fontsize=8, ha="right", va="top")
+    ax.set_xlabel("hazard ratio (treatment vs reference)")
+    ax.set_ylabel("posterior density")
+    ax.set_title("Posterior of the hazard ratio")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def traces(post: xr.Dataset, names: Sequence[str]) -> Figure:
+    """Trace plots (draw order, one line per chain) of scalar parameters."""
+    series = []
+    for name in names:
+        if name not in post:
+            continue
+        da = post[name]
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        if extra:
+            for v in da[extra[0]].values:
+                series.append((f"{name}[{v}]", da.sel({extra[0]: v})))
+        else:
+            series.append((name, da))
+    fig, axes = plt.subplots(len(series), 1, figsize=(7, 1.5 * len(series) + 0.5),
+                             squeeze=False, sharex=True)
+    for ax, (label, da) in zip(axes[:, 0], series, strict=True):
+        for c in range(da.sizes["chain"]):
+            ax.plot(da.isel(chain=c).values, lw=0.4, alpha=0.8, color=_color(c))
+        ax.set_ylabel(label, fontsize=8)
+    axes[-1, 0].set_xlabel("draw")
+    fig.suptitle("Traces")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, path: str) -> None:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
