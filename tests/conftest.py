@@ -23,4 +23,21 @@ def weibull_spec():
 @pytest.fixture(scope="session")
 def small_weibull_spec(weibull_spec):
     """The shipped spec with few draws (tests assert statistics with matching tolerance)."""
-    return weibull_spec.with_sampler(chains=2, draws=500, tune=500)
+    return weibull_spec.with_sampler(chains=4, draws=750, tune=500)
+
+
+@pytest.fixture(scope="session")
+def trial600():
+    """600 patients, 8 sites, true log HR −0.3, σ_site 0.3 (the recovery data set)."""
+    from bayes_ablation.data.schema import patients_from_frame
+    from bayes_ablation.data.simulate import simulate_trial
+
+    sim = simulate_trial(600, 8, -0.3, seed=11, sigma_site=0.3)
+    return sim, patients_from_frame(sim.frame, reference_arm="postoperative")
+
+
+@pytest.fixture(scope="session")
+def fit600(small_weibull_spec, trial600):
+    from bayes_ablation.analysis import fit
+
+    return fit(small_weibull_spec, trial600[1], ppc_draws=60)

@@ -127,11 +127,7 @@ def write_bundle(result: Result, out: str | Path, *, force: bool = False,
     say = _progress_printer(progress)
 
     def write(tmp: Path) -> None:
-        if spec_text is None:
-            src = Path(result.spec.source_path)
-            text = src.read_text() if src.is_file() else result.spec.to_toml_text()
-        else:
-            text = spec_text
+        text = spec_text if spec_text is not None else spec_file_text(result.spec)
         (tmp / "spec.toml").write_text(text)
         say("writing posterior")
         tree = posterior_tree(result)
@@ -151,6 +147,24 @@ def write_bundle(result: Result, out: str | Path, *, force: bool = False,
         (tmp / "report.html").write_text(html_text, encoding="utf-8")
 
     return atomic_folder(out, write, force=force)
+
+
+def spec_file_text(spec: Any) -> str:
+    """The spec as used: its original file (comments kept) when the content still matches the
+    spec's hash, otherwise the spec regenerated from its (e.g. overridden) content."""
+    import tomllib
+
+    from bayes_ablation.spec import canonical_sha256
+
+    src = Path(spec.source_path)
+    if src.is_file():
+        text = src.read_text()
+        try:
+            if canonical_sha256(tomllib.loads(text)) == spec.sha256:
+                return text
+        except tomllib.TOMLDecodeError:
+            pass
+    return f"# regenerated from the analysis as run (differs from {src})\n" + spec.to_toml_text()
 
 
 def _json_default(value: Any) -> Any:

@@ -78,10 +78,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}")
     result = fitter(spec, args)
     _say(f"writing bundle {args.out}")
-    spec_text = None if (args.draws or args.tune or args.chains or args.seed is not None
-                         or args.sampler) else Path(args.spec).read_text()
-    result.save(args.out, force=args.force, posterior_format=args.format, spec_text=spec_text,
-                progress=not args.quiet)
+    result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet)
     _print_result(result, args.out)
     if not result.diagnostics.passed and args.strict:
         _say("diagnostics gate FAILED (--strict): exit code 3")

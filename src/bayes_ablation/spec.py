@@ -118,19 +118,36 @@ class AnalysisSpec:
 
     def with_sampler(self, **changes: Any) -> AnalysisSpec:
         """A copy with sampler settings changed (the hash changes accordingly)."""
-        raw = json.loads(json.dumps(self.raw))
-        raw.setdefault("sampler", {}).update(changes)
-        return parse_spec(raw, self.source_path)
+        return self.updated(sampler=changes)
 
     def with_changes(self, section: str, **changes: Any) -> AnalysisSpec:
         """A copy with keys of one top-level section changed (re-validated, re-hashed)."""
+        return self.updated(**{section: changes})
+
+    def updated(self, **sections: dict[str, Any]) -> AnalysisSpec:
+        """A copy with sections deep-merged (a value of ``None`` removes a key); re-validated.
+
+        >>> spec.updated(hierarchy={"site_arm_slopes": True},
+        ...              priors={"sigma_site_arm": {"family": "halfnormal", "sigma": 0.3,
+        ...                                         "rationale": "..."}})
+        """
         raw = json.loads(json.dumps(self.raw))
-        raw.setdefault(section, {}).update(changes)
+        _merge(raw, sections)
         return parse_spec(raw, self.source_path)
 
     def to_toml_text(self) -> str:
         """The spec as TOML text (what a result bundle stores next to the posterior)."""
         return _to_toml(self.raw)
+
+
+def _merge(target: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = json.loads(json.dumps(value))
 
 
 def canonical_sha256(raw: dict[str, Any]) -> str:

@@ -140,13 +140,14 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         problems.append(Problem(source, row, column, value, expected))
 
     required = (*PATIENT_COLUMNS, *covariates, *extra_columns)
-    missing = [c for c in required if c not in raw.columns]
-    for col in missing:
-        add(None, col, None, f"a column named '{col}' (columns present: {', '.join(map(str, raw.columns))})")
+    present = ", ".join(map(str, raw.columns))
+    for col in (c for c in required if c not in raw.columns):
+        add(None, col, None, f"a column named '{col}' (columns present: {present})")
     if len(raw) == 0:
         add(None, None, None, "at least one data row")
-    if problems:
-        raise DataValidationError(problems)
+    if any(c not in raw.columns for c in PATIENT_COLUMNS) or len(raw) == 0:
+        raise DataValidationError(problems)  # row checks need the core columns
+    covariates = [c for c in covariates if c in raw.columns]
 
     rows = np.arange(1, len(raw) + 1)
     ids = _as_text(raw, "patient_id")
@@ -222,7 +223,6 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
 
     if problems:
         raise DataValidationError(problems)
-
     order_arms = [reference_arm] if reference_arm is not None else []
     pool = declared_arms if declared_arms is not None else sorted(present_arms)
     order_arms += [a for a in pool if a not in order_arms]

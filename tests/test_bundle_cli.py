@@ -1,0 +1,167 @@
+"""Result bundles (complete, atomic, never half-written) and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_ablation import bundle
+from bayes_ablation.cli import main
+from bayes_ablation.errors import BundleError
+from tests.conftest import MODELS, ROOT
+
+
+def test_bundle_is_complete_and_verifiable(fit600, tmp_path):
+    out = fit600.save(tmp_path / "b")
+    names = {p.name for p in out.iterdir()}
+    assert {"spec.toml", "posterior.nc", "estimands.csv", "summary.json", "report.html",
+            "figures", "MANIFEST.json"} <= names
+    assert {"km_posterior.png", "ppc_arm.png", "ppc_sites.png", "site_effects.png",
+            "hr_posterior.png"} <= {p.name for p in (out / "figures").iterdir()}
+    bundle.verify(out)
+    summary = bundle.read_summary(out)
+    assert summary["provenance"]["spec_sha256"] == fit600.spec.sha256
+    tree = bundle.open_posterior(out)
+    np.testing.assert_array_equal(tree["posterior"]["log_hr"].values,
+                                  fit600.idata.posterior["log_hr"].values)
+    assert "survival_difference" in tree["estimands"]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Convergence gate passed" in html
+    assert "rationale" in html and fit600.spec.priors["log_hr"].rationale in html
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(BundleError, match="does not match"):
+        bundle.verify(out)
+
+
+def test_bundle_refuses_existing_and_force_replaces(fit600, tmp_path):
+    out = fit600.save(tmp_path / "b")
+    with pytest.raises(BundleError, match="exists"):
+        fit600.save(out)
+    first = (out / "MANIFEST.json").read_text()
+    fit600.save(out, force=True)
+    bundle.verify(out)
+    assert (out / "MANIFEST.json").read_text() == first.replace(first, (out / "MANIFEST.json").read_text())
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_text("precious")
+    with pytest.raises(BundleError, match="not a result bundle"):
+        fit600.save(foreign, force=True)
+    assert (foreign / "thesis.docx").read_text() == "precious"
+
+
+def test_failure_while_writing_leaves_nothing_behind(fit600, tmp_path, monkeypatch):
+    import bayes_ablation.report.html as report_html
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full while rendering")
+
+    monkeypatch.setattr(report_html, "render_report", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        fit600.save(tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []
+    # an existing bundle survives a failed --force rewrite untouched
+    monkeypatch.undo()
+    out = fit600.save(tmp_path / "b")
+    before = (out / "MANIFEST.json").read_text()
+    monkeypatch.setattr(report_html, "render_report", boom)
+    with pytest.raises(RuntimeError):
+        fit600.save(out, force=True)
+    assert (out / "MANIFEST.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_zarr_posterior(fit600, tmp_path):
+    out = fit600.save(tmp_path / "z", posterior_format="zarr")
+    tree = bundle.open_posterior(out)
+    np.testing.assert_array_equal(tree["posterior"]["hr"].values,
+                                  fit600.idata.posterior["hr"].values)
+
+
+def test_cli_invalid_data_exits_2_and_writes_nothing(tmp_path, capsys):
+    data = tmp_path / "bad.csv"
+    data.write_text("patient_id,site,arm,time_months,event\nP1,A,postoperative,-1,1\n"
+                    "P2,A,perioperative,3,2\n")
+    out = tmp_path / "res"
+    code = main(["fit", "--spec", str(MODELS / "pfs_weibull_site.toml"), "--data", str(data),
+                 "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "row 1, column 'time_months'" in err and "row 2, column 'event'" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_cli_invalid_spec_exits_2(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text((MODELS / "pfs_weibull_site.toml").read_text().replace(
+        'family = "weibull"', 'family = "gompertz"'))
+    code = main(["fit", "--spec", str(spec), "--data", "x.csv", "--out", str(tmp_path / "o")])
+    assert code == 2 and "family must be one of" in capsys.readouterr().err
+
+
+def test_cli_existing_out_refused_before_fitting(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    code = main(["fit", "--spec", str(MODELS / "pfs_weibull_site.toml"), "--data", "x.csv",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "--force" in capsys.readouterr().err
+
+
+def test_cli_simulate_fit_and_strict_gate(tmp_path, trial600, capsys):
+    data = tmp_path / "trial.csv"
+    trial600[0].frame.to_csv(data, index=False)
+    out = tmp_path / "res"
+    code = main(["fit", "--spec", str(MODELS / "pfs_weibull_site.toml"), "--data", str(data),
+                 "--out", str(out), "--draws", "25", "--tune", "25", "--chains", "2", "--strict",
+                 "--quiet"])
+    assert code == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diagnostics"]["passed"] is False
+    assert "FAILED" in (out / "report.html").read_text()
+    assert "sampler" in (out / "spec.toml").read_text()
+    assert 'draws = 25' in (out / "spec.toml").read_text()
+
+
+def test_cli_simulate_writes_reproducible_csv(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    for path in (a, b):
+        assert main(["simulate", "--n-patients", "50", "--sites", "3", "--seed", "4",
+                     "--out", str(path), "--truth", str(path.with_suffix(".json"))]) == 0
+    assert a.read_text() == b.read_text()
+    assert main(["simulate", "--n-patients", "50", "--out", str(a)]) == 1  # exists, no --force
+
+
+def test_help_does_not_import_pymc():
+    code = ("import sys; from bayes_ablation.cli import build_parser; build_parser();"
+            "print('pymc' in sys.modules, 'arviz' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_same_seed_same_draws_across_processes(tmp_path, trial600):
+    """Two fresh CLI processes (hash seed unset: the CLI pins it) give identical draws."""
+    data = tmp_path / "trial.csv"
+    trial600[0].frame.iloc[:200].to_csv(data, index=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    procs = [subprocess.Popen([sys.executable, "-m", "bayes_ablation", "fit", "--spec",
+                               str(MODELS / "pfs_weibull_site.toml"), "--data", str(data),
+                               "--out", str(tmp_path / f"r{i}"), "--draws", "150", "--tune",
+                               "150", "--chains", "2", "--quiet"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    trees = [xr.open_datatree(tmp_path / f"r{i}" / "posterior.nc", engine="h5netcdf")
+             for i in range(2)]
+    for name in ("log_hr", "weibull_shape", "z_site", "sigma_site"):
+        np.testing.assert_array_equal(trees[0]["posterior"][name].values,
+                                      trees[1]["posterior"][name].values)
+    prov = json.loads((tmp_path / "r0" / "summary.json").read_text())["provenance"]
+    assert prov["python_hash_seed"] == "0" and prov["reproducible_across_processes"] is True
+    assert Path(prov["data_source"]) == data
