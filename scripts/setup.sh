@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 find_python() {
   local cand
-  for cand in "${BAYES_ABLATION_PYTHON:-}" python3.13 python3.12; do
+  # 3.12 first: requirements/lock.txt was resolved with it
+  for cand in "${BAYES_ABLATION_PYTHON:-}" python3.12 python3.13; do
     [ -n "$cand" ] || continue
     if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then
       command -v "$cand"; return 0
@@ -14,7 +15,8 @@ find_python() {
   done
   if command -v pyenv >/dev/null 2>&1; then
     local root; root=$(pyenv root)
-    for cand in $(ls -d "$root"/versions/3.1[2-9]* 2>/dev/null | sort -V -r); do
+    for cand in $(ls -d "$root"/versions/3.12* 2>/dev/null | sort -V -r) \
+                $(ls -d "$root"/versions/3.1[3-9]* 2>/dev/null | sort -V); do
       if [ -x "$cand/bin/python3" ]; then echo "$cand/bin/python3"; return 0; fi
     done
   fi

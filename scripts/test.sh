@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PYTENSOR_FLAGS="${PYTENSOR_FLAGS:-base_compiledir=$PWD/.cache/pytensor}"
+export PYTHONHASHSEED="${PYTHONHASHSEED:-0}"  # reproducible compiled graphs (see README)
 .venv/bin/ruff check src tests bench examples
 exec .venv/bin/python -m pytest "$@"
