@@ -141,7 +141,7 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
     if run_ppc:
         ppc = diag.survival_ppc(idata, spec, patients.frame["arm"].to_numpy(),
                                 patients.frame["site"].to_numpy(), n_draws=ppc_draws,
-                                seed=spec.sampler.seed)
+                                seed=spec.sampler.seed, arm_order=list(patients.arms))
     ppc_s = time.perf_counter() - t0
 
     provenance = {

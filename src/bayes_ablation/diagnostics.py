@@ -142,14 +142,14 @@ def km_on_grid(time: np.ndarray, event: np.ndarray, grid: np.ndarray) -> np.ndar
 
 def km_ppc(observed_time: np.ndarray, observed_event: np.ndarray, groups: np.ndarray,
            replicated_time: np.ndarray, replicated_event: np.ndarray, grid: np.ndarray,
-           interval_prob: float = 0.95) -> xr.Dataset:
+           interval_prob: float = 0.95, order: list[str] | None = None) -> xr.Dataset:
     """Observed KM and the posterior predictive KM band per group on ``grid``.
 
     Returns a Dataset with ``observed`` (group, time), ``lower``/``median``/``upper``
     (group, time), ``coverage`` (group): the share of grid points where the observed curve
     lies inside the band, and ``events_p_value`` (group): P(replicated events ≥ observed).
     """
-    labels = list(pd.unique(groups))
+    labels = order if order is not None else list(pd.unique(groups))
     lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
     obs, low, mid, up, cover, pval = [], [], [], [], [], []
     for g in labels:
@@ -177,8 +177,8 @@ def km_ppc(observed_time: np.ndarray, observed_event: np.ndarray, groups: np.nda
 
 
 def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
-                 site_labels: np.ndarray, n_draws: int = 100, seed: int = 0
-                 ) -> dict[str, xr.Dataset]:
+                 site_labels: np.ndarray, n_draws: int = 100, seed: int = 0,
+                 arm_order: list[str] | None = None) -> dict[str, xr.Dataset]:
     """Posterior predictive KM checks per arm and per site × arm (patient-level models)."""
     from bayes_ablation.predictive import predictive_observed
 
@@ -190,6 +190,10 @@ def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
     by_arm = km_ppc(time, event, arm_labels, rep["time"], rep["event"], grid,
                     spec.estimands.interval_prob)
     site_arm = np.array([f"{s} | {a}" for s, a in zip(site_labels, arm_labels, strict=True)])
+    arms = list(pd.unique(arm_labels)) if arm_order is None else list(arm_order)
+    order = [f"{s} | {a}" for s in sorted(set(site_labels)) for a in arms
+             if f"{s} | {a}" in set(site_arm)]
+    by_arm = by_arm.sel(group=[a for a in arms if a in by_arm["group"].values])
     by_site = km_ppc(time, event, site_arm, rep["time"], rep["event"], grid,
-                     spec.estimands.interval_prob)
+                     spec.estimands.interval_prob, order=order)
     return {"arm": by_arm, "site_arm": by_site}
