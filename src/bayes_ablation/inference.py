@@ -72,8 +72,11 @@ def compiled_nutpie_model(model: pm.Model, cache_key: Any = None) -> tuple[Any, 
     start = time.perf_counter()
     if key is not None and key in _COMPILED:
         cached = _COMPILED[key]
-        known = set(getattr(cached, "shared_data", {}))
-        updates = {k: v for k, v in data_values(model).items() if not known or k in known}
+        # nutpie keys ``shared_data`` by random ids; the names live in ``shared_var_keys``.
+        # Only data the compiled functions read can (and must) be swapped in; data outside
+        # the likelihood (e.g. per-patient data of an aggregated model) are not inputs.
+        known = {var.name for var in getattr(cached, "shared_var_keys", {})}
+        updates = {k: v for k, v in data_values(model).items() if k in known}
         compiled = cached.with_data(**updates)
         return compiled, time.perf_counter() - start, True
     with warnings.catch_warnings():
