@@ -156,3 +156,17 @@ def test_same_seed_same_draws_in_process(small_weibull_spec, trial600):
     for name in ("log_hr", "weibull_shape", "z_site"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
     assert not np.array_equal(a["log_hr"].values, c["log_hr"].values)
+
+
+def test_compiled_model_cache_swaps_in_new_data(small_weibull_spec, trial600):
+    """A cache hit must sample the *new* data: identical draws to a fresh compile."""
+    spec = small_weibull_spec.with_sampler(draws=100, tune=100)
+    other = simulate_trial(600, 8, 0.4, seed=99)
+    model_b = build_model(spec, patients_from_frame(other.frame, reference_arm="postoperative"))
+    sample(build_model(spec, trial600[1]), spec.sampler, cache_key="swap")
+    cached = sample(model_b, spec.sampler, cache_key="swap")
+    fresh = sample(model_b, spec.sampler, cache_key=None)
+    assert cached.timings["compile_cache_hit"] == 1.0 and fresh.timings["compile_cache_hit"] == 0.0
+    np.testing.assert_array_equal(cached.idata.posterior["log_hr"].values,
+                                  fresh.idata.posterior["log_hr"].values)
+    assert cached.idata.posterior["log_hr"].mean() > 0.1  # the new data's effect (truth +0.4)
