@@ -112,8 +112,13 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
     from bayes_ablation import estimands as est
     from bayes_ablation.inference import hash_seed_status, sample
     from bayes_ablation.models.build import build_model
+    from bayes_ablation.timing import import_modules, process_age_seconds
 
     started = time.perf_counter()
+    process_age_at_fit = process_age_seconds()
+    # the heavy libraries this analysis uses, imported up front so their cost is on record
+    heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
+    imports_s = import_modules(heavy)
     t0 = time.perf_counter()
     model = build_model(spec, patients)
     build_s = time.perf_counter() - t0
@@ -121,7 +126,7 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
            json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
            json.dumps(spec.raw.get("priors"), sort_keys=True), cache_key) \
         if cache_key is not None else None
-    sampled = sample(model, spec.sampler, progress=progress, cache_key=key)
+    sampled = sample(model, spec.sampler, progress=progress, cache_key=key, spec=spec)
     idata = sampled.idata
     idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))
     idata.posterior.attrs["spec_sha256"] = spec.sha256
@@ -157,9 +162,12 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
         "sampler": sampled.sampler,
         "sampler_settings": sampled.settings,
         "sampler_fallback_reason": sampled.fallback_reason,
+        "sampler_details": sampled.details,
         **hash_seed_status(),
         "versions": package_versions(),
         "timings_seconds": {
+            "process_start_to_fit": process_age_at_fit,
+            "imports": imports_s,
             "build_model": build_s,
             "compile": sampled.timings["compile_seconds"],
             "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),

@@ -9,6 +9,14 @@ itself with ``PYTHONHASHSEED=0`` when it is unset, and every result records the 
 
 Compiled models are cached per process, keyed by the model's structure: a second fit of the
 same structure swaps data into the compiled model (``with_data``) instead of recompiling.
+
+Cached kernels. nutpie's compilation of a PyMC model (a ``numba.cfunc`` that cannot be cached
+on disk) costs 8–20 s in every new process. When the analysis spec is passed and its model
+family has a kernel (:mod:`bayes_ablation.fastpath`), nutpie samples with that disk-cached
+kernel instead, after checking in this process that it reproduces the PyMC model's log
+density, gradient and traced values; otherwise (or if the check fails) nutpie compiles the
+PyMC model as before. Draws from the kernel do not depend on ``PYTHONHASHSEED`` (nothing is
+compiled by PyTensor's set-ordered rewrites).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import pymc as pm
 import xarray as xr
 
 from bayes_ablation.errors import SamplingError
-from bayes_ablation.spec import SamplerSpec
+from bayes_ablation.spec import AnalysisSpec, SamplerSpec
 
 _COMPILED: dict[Any, Any] = {}
 
@@ -39,6 +47,8 @@ class SamplingResult:
     timings: dict[str, float]
     fallback_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: how the log density was evaluated (``logp_kernel``) and the kernel check's facts
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def hash_seed_status() -> dict[str, Any]:
@@ -116,19 +126,33 @@ def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
 
 
 def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
-           cache_key: Any = None, cores: int | None = None) -> SamplingResult:
+           cache_key: Any = None, cores: int | None = None, spec: AnalysisSpec | None = None,
+           logp_kernel: str = "auto") -> SamplingResult:
     """Draw from the posterior of ``model`` with the spec's sampler settings.
 
-    ``backend='nutpie'`` compiles with nutpie (numba) and falls back to PyMC's NUTS if nutpie
-    fails; the fallback and its reason are recorded. ``cache_key`` enables compiled-model reuse.
+    ``backend='nutpie'``: with ``spec`` given and ``logp_kernel='auto'``, nutpie samples with
+    the model family's disk-cached kernel when one exists and passes its check against the
+    PyMC model; otherwise (or with ``logp_kernel='pytensor'``) nutpie compiles the PyMC model.
+    If nutpie fails, PyMC's NUTS is used; the fallback and its reason are recorded.
+    ``cache_key`` enables compiled-model reuse within the process.
     """
+    if logp_kernel not in ("auto", "pytensor"):
+        raise ValueError(f"logp_kernel must be 'auto' or 'pytensor', got {logp_kernel!r}")
     cores = cores or min(settings.chains, os.cpu_count() or 1)
     common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
               "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores}
     fallback_reason = None
     if settings.backend == "nutpie":
+        kernel_reason = "not requested" if logp_kernel == "pytensor" else "no spec given"
+        if spec is not None and logp_kernel == "auto":
+            try:
+                return _sample_kernel(model, spec, settings, progress, cache_key, cores, common)
+            except Exception as exc:
+                kernel_reason = f"{type(exc).__name__}: {exc}"
         try:
-            return _sample_nutpie(model, settings, progress, cache_key, cores, common)
+            result = _sample_nutpie(model, settings, progress, cache_key, cores, common)
+            result.details["cached_kernel_unavailable"] = kernel_reason
+            return result
         except Exception as exc:
             fallback_reason = f"nutpie failed: {type(exc).__name__}: {exc}"
     result = _sample_pymc(model, settings, progress, cores, common)
@@ -136,21 +160,42 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
     return result
 
 
-def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache_key: Any,
-                   cores: int, common: dict[str, Any]) -> SamplingResult:
+def _nutpie_draws(compiled: Any, settings: SamplerSpec, progress: bool, cores: int
+                  ) -> tuple[xr.DataTree, float]:
     import nutpie
 
-    compiled, compile_s, hit = compiled_nutpie_model(model, cache_key)
     start = time.perf_counter()
     idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
                           chains=settings.chains, cores=cores, seed=settings.seed,
                           target_accept=settings.target_accept, progress_bar=progress,
                           save_warmup=False)
-    sampling_s = time.perf_counter() - start
+    return idata, time.perf_counter() - start
+
+
+def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, progress: bool,
+                   cache_key: Any, cores: int, common: dict[str, Any]) -> SamplingResult:
+    from bayes_ablation.fastpath import kernel_model
+
+    start = time.perf_counter()
+    compiled, facts = kernel_model(model, spec, cache_key)
+    compile_s = time.perf_counter() - start
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
-                                   "compile_cache_hit": float(hit)})
+                                   "compile_cache_hit": 1.0},
+                          details=facts)
+
+
+def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache_key: Any,
+                   cores: int, common: dict[str, Any]) -> SamplingResult:
+    compiled, compile_s, hit = compiled_nutpie_model(model, cache_key)
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores)
+    add_data_groups(idata, model)
+    return SamplingResult(idata=idata, sampler="nutpie", settings=common,
+                          timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
+                                   "compile_cache_hit": float(hit)},
+                          details={"logp_kernel": "pytensor (nutpie.compile_pymc_model)"})
 
 
 def _sample_pymc(model: pm.Model, settings: SamplerSpec, progress: bool, cores: int,
@@ -170,4 +215,5 @@ def _sample_pymc(model: pm.Model, settings: SamplerSpec, progress: bool, cores: 
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="pymc", settings=common,
                           timings={"compile_seconds": max(total - sampling_s, 0.0),
-                                   "sampling_seconds": sampling_s, "compile_cache_hit": 0.0})
+                                   "sampling_seconds": sampling_s, "compile_cache_hit": 0.0},
+                          details={"logp_kernel": "pytensor (PyMC NUTS)"})
