@@ -35,7 +35,7 @@ _WEIBULL_ROLES = {"log_cumhaz_ref": 0, "weibull_shape": 1, "log_hr": 2, "sigma_s
                   "z_site": 4, "sigma_site_arm": 5, "z_site_arm": 6, "beta_covariates": 7}
 _LOG_FAMILIES = ("halfnormal", "halfcauchy", "halfstudentt", "lognormal", "exponential",
                  "gamma", "lognormal_variance")
-_TRANSFORM_NAMES = {0: "NoneType", 1: "LogTransform", 2: "IntervalTransform"}
+_TRANSFORM_NAMES = {0: ("NoneType",), 1: ("LogTransform",), 2: ("Interval", "IntervalTransform")}
 _PARAM_ORDER = {"normal": ("mu", "sigma"), "studentt": ("nu", "mu", "sigma"),
                 "halfnormal": ("sigma",), "halfcauchy": ("beta",),
                 "halfstudentt": ("nu", "sigma"), "lognormal": ("mu", "sigma"),
@@ -95,9 +95,9 @@ def weibull_plan(model: Any, spec: AnalysisSpec) -> KernelPlan:
                 raise KernelUnavailable(f"{name!r} does not match prior family {family!r}")
         transform = _transform_code(family)
         actual = type(model.rvs_to_transforms.get(rv)).__name__
-        if actual != _TRANSFORM_NAMES[transform]:
+        if actual not in _TRANSFORM_NAMES[transform]:
             raise KernelUnavailable(f"{name!r} has transform {actual}, kernel expects "
-                                    f"{_TRANSFORM_NAMES[transform]}")
+                                    f"{_TRANSFORM_NAMES[transform][0]}")
         shape = tuple(int(s) for s in np.shape(point[value.name]))
         size = math.prod(shape)
         p = [float(params[k]) for k in _PARAM_ORDER[family]] + [0.0] * 3
