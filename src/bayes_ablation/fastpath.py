@@ -68,13 +68,16 @@ def _transform_code(family: str) -> int:
     return 2 if family == "uniform" else 1 if family in _LOG_FAMILIES else 0
 
 
-def weibull_plan(model: Any, spec: AnalysisSpec) -> KernelPlan:
-    """Read the Weibull PyMC model into a kernel plan (raises :class:`KernelUnavailable`)."""
+def weibull_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> KernelPlan:
+    """Read the Weibull PyMC model into a kernel plan (raises :class:`KernelUnavailable`).
+
+    ``point``: any point of the model's value variables (for their shapes); default PyMC's
+    initial point."""
     from bayes_ablation import numba_kernels as nk
 
     if spec.model != "weibull":
         raise KernelUnavailable(f"no cached kernel for model family {spec.model!r}")
-    point = model.initial_point()
+    point = model.initial_point() if point is None else point
     rows, names, shapes, reparameterized = [], [], [], []
     block_of_rv: dict[str, int] = {}
     offset = 0
@@ -278,10 +281,10 @@ def check_kernel(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[An
     return worst
 
 
-def check_points(model: Any, plan: KernelPlan, n: int = CHECK_POINTS, seed: int = 0
-                 ) -> np.ndarray:
-    """Random unconstrained points near PyMC's initial point (± a standard normal)."""
-    point = model.initial_point()
+def check_points(model: Any, plan: KernelPlan, n: int = CHECK_POINTS, seed: int = 0,
+                 point: dict | None = None) -> np.ndarray:
+    """Random unconstrained points near ``point`` (default PyMC's initial point), ± N(0, 1)."""
+    point = model.initial_point() if point is None else point
     base = np.concatenate([np.ravel(point[name]) for name in plan.names[:len(model.free_RVs)]])
     rng = np.random.default_rng(seed)
     return base[None, :] + rng.normal(size=(n, base.size))
@@ -289,14 +292,16 @@ def check_points(model: Any, plan: KernelPlan, n: int = CHECK_POINTS, seed: int 
 
 # ---------------------------------------------------------------------- nutpie model
 
-def _initial_point_function(model: Any, plan: KernelPlan) -> Any:
-    """Flat initial points as ``nutpie.compile_pymc_model`` makes them (support point plus
-    PyMC's jitter, seeded per chain)."""
+def _pymc_point_function(model: Any) -> Any:
+    """PyMC's initial points as ``nutpie.compile_pymc_model`` makes them (support point plus
+    jitter, seeded per chain), as a dict of transformed values."""
     from pymc.initial_point import make_initial_point_fn
 
-    fn = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
-                               default_strategy="support_point", return_transformed=True)
-    names = plan.names[:len(model.free_RVs)]
+    return make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
+                                 default_strategy="support_point", return_transformed=True)
+
+
+def _flat_initial_points(fn: Any, names: list[str]) -> Any:
     lock = threading.Lock()
 
     @wraps(fn)
@@ -324,9 +329,12 @@ def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
     return dims, coords
 
 
-def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any]) -> Any:
+def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
+                 point_function: Any = None) -> Any:
     """A ``nutpie`` compiled model that calls the cached kernel."""
     from nutpie.compile_pymc import CompiledPyMCModel
+
+    point_function = point_function or _pymc_point_function(model)
 
     dims, coords = _dims_and_coords(model, plan)
     bounds = np.cumsum([0, *[math.prod(s) for s in plan.shapes]])
@@ -336,7 +344,9 @@ def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[An
         _n_dim=plan.n_dim, dims=dims, _coords=coords,
         _shapes={n: tuple(s) for n, s in zip(plan.names, plan.shapes, strict=True)},
         compiled_logp_func=cfuncs[0], compiled_expand_func=cfuncs[1],
-        initial_point_func=_initial_point_function(model, plan), shared_data={},
+        initial_point_func=_flat_initial_points(point_function,
+                                                plan.names[:len(model.free_RVs)]),
+        shared_data={},
         shared_var_keys={}, user_data=buf, n_expanded=plan.n_expanded, shape_info=shape_info,
         logp_func=None, expand_func=None, reparameterized_names=list(plan.reparameterized))
 
@@ -360,7 +370,9 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple
     if spec.model not in PLANNERS:
         raise KernelUnavailable(f"no cached kernel for model family {spec.model!r}")
     t0 = time.perf_counter()
-    plan = PLANNERS[spec.model](model, spec)
+    point_function = _pymc_point_function(model)
+    point = point_function(0)
+    plan = PLANNERS[spec.model](model, spec, point)
     buf = BUFFERS[spec.model](plan, model)
     t1 = time.perf_counter()
     cfuncs = nk.weibull_cfuncs()
@@ -369,11 +381,11 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple
     if key is not None and key in _CHECKED:
         worst = _CHECKED[key]
     else:
-        worst = check_kernel(model, plan, buf, cfuncs, check_points(model, plan))
+        worst = check_kernel(model, plan, buf, cfuncs, check_points(model, plan, point=point))
         if key is not None:
             _CHECKED[key] = worst
     t3 = time.perf_counter()
-    compiled = nutpie_model(model, plan, buf, cfuncs)
+    compiled = nutpie_model(model, plan, buf, cfuncs, point_function)
     facts = {"logp_kernel": f"numba cached ({plan.family})",
              "kernel_check_max_rel_error": worst,
              "kernel_plan_seconds": t1 - t0, "kernel_load_seconds": t2 - t1,
