@@ -87,3 +87,18 @@ def test_median_new_site_close_to_root():
     root = brentq(lambda t: _marginal_survival(np.exp(alpha) * t**k, sd) - 0.5, 0.1, 500.0,
                   xtol=1e-12)
     assert got == pytest.approx(root, rel=2e-4)
+
+
+def test_kaplan_meier_table_equals_lifelines():
+    from lifelines import KaplanMeierFitter
+
+    from bayes_ablation.predictive import kaplan_meier
+
+    rng = np.random.default_rng(4)
+    time = np.round(rng.exponential(10.0, size=300), 1)  # ties on purpose
+    event = rng.integers(0, 2, size=300)
+    for d in (event, 1 - event):
+        grid, surv = kaplan_meier(time, d)
+        km = KaplanMeierFitter().fit(time, d).survival_function_
+        np.testing.assert_array_equal(grid, km.index.values)
+        np.testing.assert_allclose(surv, km.iloc[:, 0].values, rtol=1e-14, atol=1e-15)

@@ -73,6 +73,21 @@ def simulate_event_times(post: xr.Dataset, cdata: xr.Dataset, spec: AnalysisSpec
     return SIMULATORS[spec.model](post, cdata, spec, rng)
 
 
+def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan–Meier estimate at 0 and every distinct time: (times, survival).
+
+    The same table as ``lifelines.KaplanMeierFitter().fit(time, event).survival_function_``
+    (tested), without importing lifelines on the fit path.
+    """
+    time = np.asarray(time, float)
+    event = np.asarray(event, int)
+    grid = np.unique(np.concatenate([[0.0], time]))
+    at_or_after = time.size - np.searchsorted(np.sort(time), grid, side="left")
+    deaths = np.bincount(np.searchsorted(grid, time[event == 1]), minlength=grid.size)
+    factors = np.where(at_or_after > 0, 1.0 - deaths / np.maximum(at_or_after, 1), 1.0)
+    return grid, np.cumprod(factors)
+
+
 def censoring_times(time: np.ndarray, event: np.ndarray, n_samples: int,
                     rng: np.random.Generator) -> np.ndarray:
     """Each patient's censoring time, (sample, patient).
@@ -81,17 +96,13 @@ def censoring_times(time: np.ndarray, event: np.ndarray, n_samples: int,
     reverse Kaplan–Meier censoring distribution conditional on C > t_i (their censoring time
     was not observed); +inf where the censoring distribution has no mass beyond t_i.
     """
-    from lifelines import KaplanMeierFitter
-
     time = np.asarray(time, float)
     event = np.asarray(event, int)
     out = np.repeat(time[None, :], n_samples, axis=0)
     events = np.flatnonzero(event == 1)
     if events.size == 0:
         return out
-    km = KaplanMeierFitter().fit(time, 1 - event)
-    grid = km.survival_function_.index.values
-    surv = km.survival_function_.iloc[:, 0].values
+    grid, surv = kaplan_meier(time, 1 - event)
     for i in events:
         s_t = np.interp(time[i], grid, surv, left=1.0)
         if s_t <= 0:
