@@ -387,6 +387,8 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple
     t3 = time.perf_counter()
     compiled = nutpie_model(model, plan, buf, cfuncs, point_function)
     facts = {"logp_kernel": f"numba cached ({plan.family})",
+             "kernel_loaded_from_disk_cache": all(getattr(f, "cache_hits", 0) > 0
+                                                  for f in cfuncs),
              "kernel_check_max_rel_error": worst,
              "kernel_plan_seconds": t1 - t0, "kernel_load_seconds": t2 - t1,
              "kernel_check_seconds": t3 - t2}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,14 +128,17 @@ def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
 
 def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
            cache_key: Any = None, cores: int | None = None, spec: AnalysisSpec | None = None,
-           logp_kernel: str = "auto") -> SamplingResult:
+           logp_kernel: str = "auto", while_sampling: Callable[[], Any] | None = None
+           ) -> SamplingResult:
     """Draw from the posterior of ``model`` with the spec's sampler settings.
 
     ``backend='nutpie'``: with ``spec`` given and ``logp_kernel='auto'``, nutpie samples with
     the model family's disk-cached kernel when one exists and passes its check against the
     PyMC model; otherwise (or with ``logp_kernel='pytensor'``) nutpie compiles the PyMC model.
     If nutpie fails, PyMC's NUTS is used; the fallback and its reason are recorded.
-    ``cache_key`` enables compiled-model reuse within the process.
+    ``cache_key`` enables compiled-model reuse within the process. ``while_sampling`` is
+    called once while nutpie's threads sample (preparation work that needs no draws, using
+    the interpreter while it would otherwise wait); its errors are ignored.
     """
     if logp_kernel not in ("auto", "pytensor"):
         raise ValueError(f"logp_kernel must be 'auto' or 'pytensor', got {logp_kernel!r}")
@@ -146,11 +150,13 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
         kernel_reason = "not requested" if logp_kernel == "pytensor" else "no spec given"
         if spec is not None and logp_kernel == "auto":
             try:
-                return _sample_kernel(model, spec, settings, progress, cache_key, cores, common)
+                return _sample_kernel(model, spec, settings, progress, cache_key, cores, common,
+                                      while_sampling)
             except Exception as exc:
                 kernel_reason = f"{type(exc).__name__}: {exc}"
         try:
-            result = _sample_nutpie(model, settings, progress, cache_key, cores, common)
+            result = _sample_nutpie(model, settings, progress, cache_key, cores, common,
+                                    while_sampling)
             result.details["cached_kernel_unavailable"] = kernel_reason
             return result
         except Exception as exc:
@@ -160,37 +166,46 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
     return result
 
 
-def _nutpie_draws(compiled: Any, settings: SamplerSpec, progress: bool, cores: int
-                  ) -> tuple[xr.DataTree, float]:
+def _nutpie_draws(compiled: Any, settings: SamplerSpec, progress: bool, cores: int,
+                  while_sampling: Callable[[], Any] | None = None) -> tuple[xr.DataTree, float]:
     import nutpie
 
     start = time.perf_counter()
-    idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
-                          chains=settings.chains, cores=cores, seed=settings.seed,
-                          target_accept=settings.target_accept, progress_bar=progress,
-                          save_warmup=False)
+    sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
+                            chains=settings.chains, cores=cores, seed=settings.seed,
+                            target_accept=settings.target_accept, progress_bar=progress,
+                            save_warmup=False, blocking=False)
+    if while_sampling is not None:
+        try:
+            while_sampling()
+        except Exception:  # preparation only: never a reason to lose the draws
+            pass
+    idata = sampler.wait()
     return idata, time.perf_counter() - start
 
 
 def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, progress: bool,
-                   cache_key: Any, cores: int, common: dict[str, Any]) -> SamplingResult:
+                   cache_key: Any, cores: int, common: dict[str, Any],
+                   while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
     from bayes_ablation.fastpath import kernel_model
 
     start = time.perf_counter()
     compiled, facts = kernel_model(model, spec, cache_key)
     compile_s = time.perf_counter() - start
-    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores)
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
-                                   "compile_cache_hit": 1.0},
+                                   "compile_cache_hit": float(
+                                       facts["kernel_loaded_from_disk_cache"])},
                           details=facts)
 
 
 def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache_key: Any,
-                   cores: int, common: dict[str, Any]) -> SamplingResult:
+                   cores: int, common: dict[str, Any],
+                   while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
     compiled, compile_s, hit = compiled_nutpie_model(model, cache_key)
-    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores)
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,

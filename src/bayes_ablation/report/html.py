@@ -5,6 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
+import shutil
+import sys
+import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,45 +44,56 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def build_figures(result: Result) -> dict[str, Figure]:
-    """The standard figures of a patient-level survival fit, plus any the result adds."""
+def figure_makers(result: Result) -> dict[str, Callable[[], Figure]]:
+    """The standard figures of a patient-level survival fit, plus any the result adds, each as
+    a function that draws it (so figures can be drawn in parallel, see :func:`render_report`)."""
     from bayes_ablation import estimands as est
     from bayes_ablation.report import plots
 
-    figs: dict[str, Figure] = {}
+    makers: dict[str, Callable[[], Figure]] = {}
     post = result.idata.posterior.to_dataset()
     prob = result.spec.estimands.interval_prob
     if "arm" in result.ppc:
-        grid = result.ppc["arm"]["time"].values
-        curves = est.survival_at(result.idata, result.spec, np.maximum(grid, 1e-6), "average")
-        figs["km_posterior"] = plots.km_with_posterior(result.ppc["arm"], curves, prob)
-        figs["ppc_arm"] = plots.ppc_km(result.ppc["arm"], ncols=len(result.ppc["arm"]["group"]))
+        def km_posterior() -> Figure:
+            grid = result.ppc["arm"]["time"].values
+            curves = est.survival_at(result.idata, result.spec, np.maximum(grid, 1e-6),
+                                     "average")
+            return plots.km_with_posterior(result.ppc["arm"], curves, prob)
+        makers["km_posterior"] = km_posterior
+        makers["ppc_arm"] = lambda: plots.ppc_km(result.ppc["arm"],
+                                                 ncols=len(result.ppc["arm"]["group"]))
     if "site_arm" in result.ppc:
-        figs["ppc_sites"] = plots.ppc_km(result.ppc["site_arm"],
-                                         "Posterior predictive check by site | arm")
+        makers["ppc_sites"] = lambda: plots.ppc_km(result.ppc["site_arm"],
+                                                   "Posterior predictive check by site | arm")
     if "u_site" in post:
-        figs["site_effects"] = plots.forest(post["u_site"], "site",
-                                            "Site effects on the log hazard (u_site)",
-                                            "log hazard ratio vs average site", prob)
+        makers["site_effects"] = lambda: plots.forest(
+            post["u_site"], "site", "Site effects on the log hazard (u_site)",
+            "log hazard ratio vs average site", prob)
     if "v_site_arm" in post:
-        v = post["v_site_arm"].stack(site_treatment=("site", "treatment"))
-        labels = [f"{s} | {t}" for s, t in v["site_treatment"].values]
-        v = v.drop_vars(["site_treatment", "site", "treatment"]).assign_coords(
-            site_treatment=labels)
-        figs["site_arm_effects"] = plots.forest(v, "site_treatment",
-                                                "Site × arm deviations of the log HR",
-                                                "log HR deviation", prob)
+        def site_arm_effects() -> Figure:
+            v = post["v_site_arm"].stack(site_treatment=("site", "treatment"))
+            labels = [f"{s} | {t}" for s, t in v["site_treatment"].values]
+            v = v.drop_vars(["site_treatment", "site", "treatment"]).assign_coords(
+                site_treatment=labels)
+            return plots.forest(v, "site_treatment", "Site × arm deviations of the log HR",
+                                "log HR deviation", prob)
+        makers["site_arm_effects"] = site_arm_effects
     if "hr" in result.estimands:
-        figs["hr_posterior"] = plots.hr_posterior(result.estimands["hr"],
-                                                  result.spec.estimands.hr_thresholds,
-                                                  result.probabilities)
+        makers["hr_posterior"] = lambda: plots.hr_posterior(
+            result.estimands["hr"], result.spec.estimands.hr_thresholds, result.probabilities)
     trace_names = [n for n in ("log_hr", "weibull_shape", "log_cumhaz_ref", "sigma_site",
                                "sigma_site_arm", "mu", "tau") if n in post]
     if trace_names:
-        figs["traces"] = plots.traces(post, trace_names)
+        makers["traces"] = lambda: plots.traces(post, trace_names)
     for name, make in result.extras.get("figures", {}).items():
-        figs[name] = make(result) if callable(make) else make
-    return figs
+        makers[name] = (lambda make=make: make(result)) if callable(make) else \
+            (lambda make=make: make)
+    return makers
+
+
+def build_figures(result: Result) -> dict[str, Figure]:
+    """The standard figures of a patient-level survival fit, plus any the result adds."""
+    return {name: make() for name, make in figure_makers(result).items()}
 
 
 def _table(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
@@ -170,13 +186,72 @@ the reference arm ({html.escape(str(spec.reference_arm))}). "average site": site
 </body></html>"""
 
 
+#: the costliest figures, drawn in a forked child process while this process draws the rest
+CHILD_FIGURES = ("ppc_sites", "traces")
+
+
+def _can_fork() -> bool:
+    """Parallel drawing: Linux only (fork is unsafe on macOS), more than one core, and not
+    switched off with ``BAYES_ABLATION_SERIAL_REPORT=1``."""
+    return (sys.platform.startswith("linux") and hasattr(os, "fork")
+            and (os.cpu_count() or 1) > 1 and not os.environ.get("BAYES_ABLATION_SERIAL_REPORT"))
+
+
+def render_pngs(makers: Mapping[str, Callable[[], Figure]],
+                progress: Callable[[str], None] | None = None) -> dict[str, bytes]:
+    """PNG bytes of every figure, in the order of ``makers``.
+
+    Figures are independent, and drawing them is single-threaded matplotlib work: the ones in
+    :data:`CHILD_FIGURES` are drawn by a forked child (writing PNG files to a private
+    temporary folder) while this process draws the others. Anything the child did not
+    deliver (it failed, or fork is unavailable) is drawn here, so the result never depends on
+    the child.
+    """
+    say = progress or (lambda msg: None)
+    child = [n for n in makers if n in CHILD_FIGURES] if _can_fork() else []
+    own = [n for n in makers if n not in child]
+    pngs: dict[str, bytes] = {}
+    pid, folder = None, None
+    if child and own:
+        folder = tempfile.mkdtemp(prefix="bayes_ablation_figs_")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork"
+            pid = os.fork()
+        if pid == 0:  # child: draw, write, and leave without running any exit handler
+            code = 1
+            try:
+                for name in child:
+                    png = figure_png(makers[name]())
+                    tmp = os.path.join(folder, f".{name}.png")
+                    with open(tmp, "wb") as fh:
+                        fh.write(png)
+                    os.replace(tmp, os.path.join(folder, f"{name}.png"))
+                code = 0
+            finally:
+                os._exit(code)
+    for name in own:
+        say(f"figure {name}")
+        pngs[name] = figure_png(makers[name]())
+    if pid is not None and folder is not None:
+        os.waitpid(pid, 0)
+        for name in child:
+            path = os.path.join(folder, f"{name}.png")
+            if os.path.exists(path):
+                with open(path, "rb") as fh:
+                    pngs[name] = fh.read()
+                say(f"figure {name} (drawn in parallel)")
+        shutil.rmtree(folder, ignore_errors=True)
+    for name in makers:
+        if name not in pngs:
+            say(f"figure {name}")
+            pngs[name] = figure_png(makers[name]())
+    return {name: pngs[name] for name in makers}
+
+
 def render_report(result: Result, progress: Callable[[str], None] | None = None
                   ) -> tuple[str, dict[str, bytes]]:
     """Build figures and HTML; returns (html, {figure name: PNG bytes})."""
-    figs = build_figures(result)
-    pngs = {}
-    for name, fig in figs.items():
-        if progress:
-            progress(f"figure {name}")
-        pngs[name] = figure_png(fig)
+    pngs = render_pngs(figure_makers(result), progress)
     return render_html(result, pngs, result.extras.get("sections")), pngs
