@@ -121,10 +121,13 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
 
     ``backend='nutpie'`` compiles with nutpie (numba) and falls back to PyMC's NUTS if nutpie
     fails; the fallback and its reason are recorded. ``cache_key`` enables compiled-model reuse.
+    ``settings.adaptation`` (mass matrix) applies to nutpie; PyMC's NUTS always adapts a
+    diagonal one (recorded as such).
     """
     cores = cores or min(settings.chains, os.cpu_count() or 1)
     common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
-              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores}
+              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
+              "adaptation": settings.adaptation}
     fallback_reason = None
     if settings.backend == "nutpie":
         try:
@@ -145,7 +148,7 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache
     idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
                           chains=settings.chains, cores=cores, seed=settings.seed,
                           target_accept=settings.target_accept, progress_bar=progress,
-                          save_warmup=False)
+                          save_warmup=False, adaptation=settings.adaptation)
     sampling_s = time.perf_counter() - start
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
@@ -168,6 +171,6 @@ def _sample_pymc(model: pm.Model, settings: SamplerSpec, progress: bool, cores: 
     total = time.perf_counter() - start
     sampling_s = float(idata.posterior.attrs.get("sampling_time", total))
     add_data_groups(idata, model)
-    return SamplingResult(idata=idata, sampler="pymc", settings=common,
+    return SamplingResult(idata=idata, sampler="pymc", settings={**common, "adaptation": "diag"},
                           timings={"compile_seconds": max(total - sampling_s, 0.0),
                                    "sampling_seconds": sampling_s, "compile_cache_hit": 0.0})

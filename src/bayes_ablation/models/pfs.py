@@ -55,7 +55,7 @@ from bayes_ablation.data.aggregate import (
     quantile_cuts,
 )
 from bayes_ablation.data.schema import PatientTable
-from bayes_ablation.models.hierarchy import site_effects
+from bayes_ablation.models.hierarchy import scaled_normal, site_effects
 from bayes_ablation.models.priors import prior
 from bayes_ablation.spec import AnalysisSpec
 
@@ -84,12 +84,13 @@ def patient_coords(patients: PatientTable, covariate_names: list[str]) -> dict[s
 
 
 def linear_predictor(spec: AnalysisSpec, arm_idx: Any, site_idx: Any, x: Any,
-                     n_covariates: int) -> Any:
-    """η = β_arm + x γ + site effects; creates ``log_hr``, ``hr`` and ``beta_covariates``."""
+                     n_covariates: int, centring: tuple[Any, Any] | None = None) -> Any:
+    """η = β_arm + x γ + site effects; creates ``log_hr``, ``hr`` and ``beta_covariates``.
+    ``centring``: site-effect parameterisation weights (see ``hierarchy.site_effects``)."""
     log_hr = prior("log_hr", spec.priors["log_hr"], dims="treatment")
     pm.Deterministic("hr", pt.exp(log_hr), dims="treatment")
     log_hr_full = pt.concatenate([pt.zeros(1), log_hr])
-    eta = log_hr_full[arm_idx] + site_effects(spec, site_idx, arm_idx)
+    eta = log_hr_full[arm_idx] + site_effects(spec, site_idx, arm_idx, centring=centring)
     if n_covariates:
         beta = prior("beta_covariates", spec.priors["beta_covariates"], dims="covariate")
         eta = eta + pt.dot(x, beta)
@@ -150,10 +151,61 @@ def pwe_cuts(spec: AnalysisSpec, patients: PatientTable) -> np.ndarray:
     return quantile_cuts(patients, int(options["cuts"]["count"]))
 
 
-def centred_random_walk(sigma: Any, steps: Any) -> Any:
-    """σ (w − mean w) with w_0 = 0, w_j = Σ_{k<j} steps_k along the last axis (J−1 → J)."""
+def centred_random_walk(steps: Any) -> Any:
+    """w − mean(w) with w_0 = 0, w_j = Σ_{k<j} steps_k along the last axis (J−1 → J)."""
     walk = pt.concatenate([pt.zeros((*steps.shape[:-1], 1)), pt.cumsum(steps, axis=-1)], axis=-1)
-    return sigma * (walk - walk.mean(axis=-1, keepdims=True))
+    return walk - walk.mean(axis=-1, keepdims=True)
+
+
+def _moment_centring(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Centring weights w = σ̂² / (σ̂² + s²) for effects with crude estimates (mean zero under
+    the prior) and sampling variances s²; σ̂² is the method-of-moments between-effect variance,
+    floored at a quarter of the median s² (when the data cannot tell σ from 0, its posterior
+    lives at the scale of s)."""
+    estimates = np.asarray(estimates, float)
+    variances = np.asarray(variances, float)
+    centred = estimates - estimates.mean() if estimates.size > 1 else estimates
+    sigma2 = max(float(np.mean(centred**2) - np.mean(variances)),
+                 0.25 * float(np.median(variances)))
+    return sigma2 / (sigma2 + variances)
+
+
+def pwe_centring(cells: Any, n_sites: int, n_arms: int, n_intervals: int
+                 ) -> dict[str, np.ndarray]:
+    """Data-adaptive partial centring weights (see :func:`~bayes_ablation.models.hierarchy.
+    scaled_normal`) from crude per-block estimates on the cells: the optimal weight of a
+    normal random effect is w = σ²/(σ² + s²) (Papaspiliopoulos, Roberts & Sköld 2007) with s²
+    the sampling variance of its data; here s² ≈ 1/events. Small trials get non-centred
+    effects (w → 0), very large ones centred (w → 1); the prior is the same either way."""
+    ev = np.zeros((n_sites, n_arms, n_intervals))
+    ex = np.zeros((n_sites, n_arms, n_intervals))
+    idx = (cells["site_idx"].to_numpy(), cells["arm_idx"].to_numpy(),
+           cells["interval_idx"].to_numpy())
+    np.add.at(ev, idx, cells["events"].to_numpy(float))
+    np.add.at(ex, idx, cells["exposure_months"].to_numpy(float))
+    half = 0.5                                                     # continuity correction
+    # baseline random walk: crude log rate per interval (all arms), its increments
+    e_j, x_j = ev.sum((0, 1)) + half, ex.sum((0, 1)) + half
+    r = np.log(e_j / x_j)
+    w_hazard = _moment_centring(np.diff(r), 1 / e_j[:-1] + 1 / e_j[1:])
+    # per-interval log HR increments, per treatment
+    e_aj, x_aj = ev.sum(0) + half, ex.sum(0) + half               # (arm, interval)
+    lhr = np.log(e_aj[1:] / x_aj[1:]) - np.log(e_aj[:1] / x_aj[:1])
+    v = 1 / e_aj[1:] + 1 / e_aj[:1]
+    w_hr = np.stack([_moment_centring(np.diff(lhr[a]), v[a, :-1] + v[a, 1:])
+                     for a in range(n_arms - 1)]) if n_arms > 1 else np.zeros((0, n_intervals - 1))
+    # sites: log observed/expected under arm × interval rates
+    rate = e_aj / x_aj
+    expected = (ex * rate[None]).sum(-1)                           # (site, arm)
+    observed = ev.sum(-1)
+    o_s, e_s = observed.sum(1) + half, expected.sum(1) + half
+    w_site = _moment_centring(np.log(o_s / e_s), 1 / o_s)
+    o_sa, e_sa = observed + half, expected + half
+    slope = np.log(o_sa[:, 1:] / e_sa[:, 1:]) - np.log(o_sa[:, :1] / e_sa[:, :1])
+    v_sa = 1 / o_sa[:, 1:] + 1 / o_sa[:, :1]
+    w_site_arm = np.stack([_moment_centring(slope[:, a], v_sa[:, a])
+                           for a in range(n_arms - 1)], axis=1)
+    return {"log_hazard": w_hazard, "log_hr": w_hr, "site": w_site, "site_arm": w_site_arm}
 
 
 def pwe_cell_logp(value: Any, log_rate: Any, log_exposure: Any) -> Any:
@@ -190,6 +242,16 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
         "cell": np.arange(len(cells)),
     }
     time_varying = bool(spec.model_options.get("time_varying_hr", False))
+    n_int = len(cuts) + 1
+    mode = spec.model_options.get("parameterisation", "auto")
+    if mode == "auto":
+        w = pwe_centring(cells, len(patients.sites), len(patients.arms), n_int)
+    else:
+        fill = 1.0 if mode == "centred" else 0.0
+        n_t = len(patients.arms) - 1
+        w = {"log_hazard": np.full(n_int - 1, fill), "log_hr": np.full((n_t, n_int - 1), fill),
+             "site": np.full(len(patients.sites), fill),
+             "site_arm": np.full((len(patients.sites), n_t), fill)}
     with pm.Model(coords=coords) as model:
         # per-patient data (outside the likelihood; see module docstring)
         pm.Data("arm_idx", patients.arm_idx, dims="patient")
@@ -207,16 +269,22 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
                                dims="cell")
         events = pm.Data("cell_events", cells["events"].to_numpy(dtype=float), dims="cell")
 
+        # parameterisation weights (data: swapped in with the data by a cached compiled model)
+        w_hazard = pm.Data("centring_log_hazard", w["log_hazard"], dims="cut")
+        w_site = pm.Data("centring_site", w["site"], dims="site")
+        w_site_arm = pm.Data("centring_site_arm", w["site_arm"], dims=("site", "treatment"))
+        w_hr = pm.Data("centring_log_hr", w["log_hr"], dims=("treatment", "cut"))
         level = prior("log_hazard_mean", spec.priors["log_hazard_mean"])
         sigma_rw = prior("sigma_log_hazard_rw", spec.priors["sigma_log_hazard_rw"])
-        z = pm.Normal("z_log_hazard", 0.0, 1.0, dims="cut")
-        log_hazard = pm.Deterministic("log_hazard", level + centred_random_walk(sigma_rw, z),
+        steps = scaled_normal("z_log_hazard", sigma_rw, "cut", w_hazard)
+        log_hazard = pm.Deterministic("log_hazard", level + centred_random_walk(steps),
                                       dims="interval")
-        eta = linear_predictor(spec, cell_arm, cell_site, cell_x, len(covariate_names))
+        eta = linear_predictor(spec, cell_arm, cell_site, cell_x, len(covariate_names),
+                               centring=(w_site, w_site_arm))
         if time_varying:
             sigma_hr = prior("sigma_log_hr_rw", spec.priors["sigma_log_hr_rw"])
-            z_hr = pm.Normal("z_log_hr", 0.0, 1.0, dims=("treatment", "cut"))
-            deviation = centred_random_walk(sigma_hr, z_hr)
+            steps_hr = scaled_normal("z_log_hr", sigma_hr, ("treatment", "cut"), w_hr)
+            deviation = centred_random_walk(steps_hr)
             log_hr_interval = pm.Deterministic(
                 "log_hr_interval", model["log_hr"][:, None] + deviation,
                 dims=("treatment", "interval"))

@@ -91,6 +91,12 @@ register(ModelEntry(
 ))
 
 
+def one_of(*allowed: str) -> OptionCheck:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"
+    return check
+
+
 def increasing_positive_numbers(value: Any) -> str | None:
     ok = (isinstance(value, list) and len(value) >= 1
           and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
@@ -130,6 +136,7 @@ register(ModelEntry(
         "cuts_months": (None, increasing_positive_numbers),
         "cuts": (None, quantile_cuts_table),
         "time_varying_hr": (False, boolean),
+        "parameterisation": ("auto", one_of("auto", "non_centred", "centred")),
     },
     check=_pwe_check,
     # sd of the random-walk steps of the per-interval log HR around the common log HR
