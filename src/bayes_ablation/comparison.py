@@ -112,11 +112,10 @@ def compare_fits(fits: Mapping[str, Any], *, method: str = "stacking") -> Compar
     if len(fits) < 2:
         raise ComparisonError("need at least two fits to compare")
     var_name, notes = _unit(fits)
-    table = pd.DataFrame(az.compare(dict(fits), method=method, var_name=var_name,
-                                    round_to="none"))
+    loos = {name: az.loo(tree, var_name=var_name, pointwise=True) for name, tree in fits.items()}
+    table = pd.DataFrame(az.compare(loos, method=method, round_to="none"))
     rows = []
-    for name, tree in fits.items():
-        loo = az.loo(tree, var_name=var_name, pointwise=True)
+    for name, loo in loos.items():
         k = np.asarray(loo.pareto_k).ravel()
         good = float(loo.good_k)
         rows.append({"model": name, "pareto_k_max": float(np.max(k)),
