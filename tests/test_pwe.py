@@ -65,13 +65,12 @@ def piecewise_fit():
 
 
 @pytest.fixture(scope="session")
-def weibull_data_fits(small_weibull_spec):
+def weibull_data_fits(fit600, trial600):
+    """The shared Weibull fit of Weibull data (conftest) and the PWE fit of the same data."""
     from bayes_ablation.analysis import fit
 
-    sim = simulate_trial(600, 8, -0.3, seed=5, weibull_shape=1.3)
-    patients = _patients(sim)
-    return (fit(small_weibull_spec, patients, run_ppc=False),
-            fit(pwe_spec(count=8), patients, run_ppc=False), patients)
+    patients = trial600[1]
+    return fit600, fit(pwe_spec(count=8), patients, run_ppc=False), patients
 
 
 @pytest.fixture(scope="session")
@@ -160,16 +159,23 @@ def test_weibull_pointwise_loglik_matches_pymc(weibull_data_fits, small_weibull_
 
 # --------------------------------------------------- compiled-model cache swaps the data in
 
-def test_cached_compiled_model_fits_the_new_data(piecewise_fit):
+def test_cached_compiled_model_fits_the_new_data_with_its_labels(piecewise_fit):
+    """Quantile cut points and arm names differ between data sets; the compiled model of the
+    same structure is reused and the posterior carries the new data's labels."""
     from bayes_ablation.analysis import fit
 
-    spec = pwe_spec(cuts_months=CUTS8)
+    spec = pwe_spec(count=8).updated(analysis={"reference_arm": "control"})
     means = []
     for log_hr, seed in ((-0.8, 31), (0.8, 32)):
-        sim = simulate_trial(400, 8, log_hr, seed=seed, sigma_site=0.2)
-        result = fit(spec, _patients(sim), run_ppc=False, log_likelihood=False)
+        sim = simulate_trial(400, 8, log_hr, seed=seed, sigma_site=0.2,
+                             arms=("control", f"treated{seed}"))
+        result = fit(spec, patients_from_frame(sim.frame, reference_arm="control"),
+                     run_ppc=False, log_likelihood=False)
         assert result.provenance["timings_seconds"]["compile_cache_hit"]
-        means.append(float(result.posterior["log_hr"].mean()))
+        post = result.posterior
+        assert list(post["treatment"].values) == [f"treated{seed}"]
+        assert list(post["interval"].values) == list(result.idata.constant_data["interval"].values)
+        means.append(float(post["log_hr"].mean()))
     assert means[0] < -0.4 and means[1] > 0.4, means
 
 

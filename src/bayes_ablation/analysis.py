@@ -118,12 +118,16 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
     from bayes_ablation.inference import hash_seed_status, sample
     from bayes_ablation.loglik import log_likelihood_group
     from bayes_ablation.models.build import build_model
+    from bayes_ablation.models.registry import MODEL_REGISTRY
 
     started = time.perf_counter()
     t0 = time.perf_counter()
     model = build_model(spec, patients)
     build_s = time.perf_counter() - t0
-    key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
+    # options that only change the model's data (not its graph) do not force a recompile
+    data_options = getattr(MODEL_REGISTRY.get(spec.model), "data_options", ())
+    graph_options = {k: v for k, v in spec.raw.get("model", {}).items() if k not in data_options}
+    key = (spec.model, json.dumps(graph_options, sort_keys=True),
            json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
            json.dumps(spec.raw.get("priors"), sort_keys=True), cache_key) \
         if cache_key is not None else None

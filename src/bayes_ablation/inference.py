@@ -87,6 +87,16 @@ def compiled_nutpie_model(model: pm.Model, cache_key: Any = None) -> tuple[Any, 
     return compiled, time.perf_counter() - start, False
 
 
+def _relabel(idata: xr.DataTree, model: pm.Model) -> None:
+    """Give the posterior this model's coordinate labels: a cached compiled model swaps in new
+    data but keeps the labels of the model it was compiled from (site names, arm names,
+    interval labels of other data)."""
+    post = idata.posterior.to_dataset()
+    labels = {k: list(v) for k, v in model.coords.items()
+              if v is not None and k in post.dims and len(v) == post.sizes[k]}
+    idata["posterior"] = post.assign_coords(labels)
+
+
 def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
     """Attach ``observed_data`` and ``constant_data`` groups (nutpie returns neither)."""
     dims = model.named_vars_to_dims
@@ -150,6 +160,7 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache
                           target_accept=settings.target_accept, progress_bar=progress,
                           save_warmup=False, adaptation=settings.adaptation)
     sampling_s = time.perf_counter() - start
+    _relabel(idata, model)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,

@@ -36,6 +36,9 @@ class ModelEntry:
     check: Callable[[dict[str, Any]], list[str]] | None = None
     #: priors needed only when an option is on: option name -> prior names
     option_priors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: options that change only the model's data, never its graph (a compiled model of the
+    #: same structure can be reused with new values)
+    data_options: tuple[str, ...] = ()
 
     def required_priors(self, hierarchy: Any, covariates: Sequence[str],
                         options: dict[str, Any]) -> list[str]:
@@ -141,4 +144,7 @@ register(ModelEntry(
     check=_pwe_check,
     # sd of the random-walk steps of the per-interval log HR around the common log HR
     option_priors={"time_varying_hr": ("sigma_log_hr_rw",)},
+    # cut points enter as data (the number of intervals is part of the structure key) and the
+    # centring weights are pm.Data
+    data_options=("cuts_months", "cuts", "parameterisation"),
 ))
