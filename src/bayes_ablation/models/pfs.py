@@ -170,14 +170,16 @@ def centred_random_walk(steps: Any) -> Any:
 
 def _moment_centring(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
     """Centring weights w = σ̂² / (σ̂² + s²) for effects with crude estimates (mean zero under
-    the prior) and sampling variances s²; σ̂² is the method-of-moments between-effect variance,
-    floored at a quarter of the median s² (when the data cannot tell σ from 0, its posterior
-    lives at the scale of s)."""
+    the prior) and sampling variances s²; σ̂² is the method-of-moments between-effect variance
+    less one standard error (≈ √(2/K) mean s² for K effects), truncated at 0. Unless the data
+    show heterogeneity clearly, the posterior of σ reaches down to 0, where only the
+    non-centred form (w = 0) is free of a funnel."""
     estimates = np.asarray(estimates, float)
     variances = np.asarray(variances, float)
     centred = estimates - estimates.mean() if estimates.size > 1 else estimates
-    sigma2 = max(float(np.mean(centred**2) - np.mean(variances)),
-                 0.25 * float(np.median(variances)))
+    mean_var = float(np.mean(variances))
+    sigma2 = max(float(np.mean(centred**2)) - mean_var * (1.0 + np.sqrt(2.0 / estimates.size)),
+                 0.0)
     return sigma2 / (sigma2 + variances)
 
 
