@@ -125,12 +125,19 @@ def prepare_outputs() -> None:
 
 
 def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
-        ppc_draws: int = 100, cache_key: Any = "default", run_ppc: bool = True) -> Result:
-    """Run the analysis the spec pre-specifies on a validated patient table."""
+        ppc_draws: int = 100, cache_key: Any = "default", run_ppc: bool = True,
+        log_likelihood: bool = True) -> Result:
+    """Run the analysis the spec pre-specifies on a validated patient table.
+
+    ``log_likelihood`` adds the pointwise ``log_likelihood`` group (per patient; per cell too
+    for aggregated models) that LOO model comparison needs (see :mod:`bayes_ablation.loglik`).
+    """
     from bayes_ablation import diagnostics as diag
     from bayes_ablation import estimands as est
     from bayes_ablation.inference import hash_seed_status, sample
+    from bayes_ablation.loglik import log_likelihood_group
     from bayes_ablation.models.build import build_model
+    from bayes_ablation.models.registry import MODEL_REGISTRY
     from bayes_ablation.timing import import_modules, process_age_seconds
 
     started = time.perf_counter()
@@ -141,7 +148,10 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
     t0 = time.perf_counter()
     model = build_model(spec, patients)
     build_s = time.perf_counter() - t0
-    key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
+    # options that only change the model's data (not its graph) do not force a recompile
+    data_options = getattr(MODEL_REGISTRY.get(spec.model), "data_options", ())
+    graph_options = {k: v for k, v in spec.raw.get("model", {}).items() if k not in data_options}
+    key = (spec.model, json.dumps(graph_options, sort_keys=True),
            json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
            json.dumps(spec.raw.get("priors"), sort_keys=True), cache_key) \
         if cache_key is not None else None
@@ -150,6 +160,21 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
     idata = sampled.idata
     idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))
     idata.posterior.attrs["spec_sha256"] = spec.sha256
+    model_details: dict[str, Any] = {}
+    if "interval_start" in idata.constant_data:  # piecewise models: the cut points used
+        cuts = [float(c) for c in idata.constant_data["interval_start"].values[1:]]
+        idata.posterior.attrs["cuts_months"] = json.dumps(cuts)
+        model_details["cuts_months"] = cuts
+    if "cell" in idata.constant_data.dims:
+        model_details["aggregated_cells"] = int(idata.constant_data.sizes["cell"])
+
+    t0 = time.perf_counter()
+    loglik_notes: list[str] = []
+    if log_likelihood:
+        group, loglik_notes = log_likelihood_group(idata, spec)
+        if group.data_vars:
+            idata["log_likelihood"] = group
+    loglik_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     estimands = est.compute_estimands(idata, spec)
@@ -195,10 +220,14 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
             "estimands": estimands_s,
             "diagnostics": diagnostics_s,
             "posterior_predictive": ppc_s,
+            "log_likelihood": loglik_s,
             "fit_total": time.perf_counter() - started,
         },
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if loglik_notes:
+        model_details["log_likelihood_notes"] = loglik_notes
+    extras: dict[str, Any] = {"summary": {"model_details": model_details}} if model_details else {}
     return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
                   probabilities=probs, diagnostics=report, provenance=provenance,
-                  data_summary=patients.summary(), ppc=ppc)
+                  data_summary=patients.summary(), ppc=ppc, extras=extras)

@@ -101,6 +101,18 @@ def _fit_pfs(spec, args: argparse.Namespace):
 FITTERS: dict[str, Callable] = {"pfs": _fit_pfs}
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bayes_ablation.bundle import atomic_write_text
+    from bayes_ablation.comparison import compare_bundles
+
+    comparison = compare_bundles(args.bundles)
+    print(comparison.to_text())
+    if args.csv:
+        atomic_write_text(Path(args.csv), comparison.table.to_csv())
+        _say(f"wrote {args.csv}")
+    return 0
+
+
 def _print_result(result, out: str) -> None:
     d = result.diagnostics
     gate = "passed" if d.passed else "FAILED: " + "; ".join(d.failures)
@@ -161,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--sampler", choices=("nutpie", "pymc"))
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("compare", help="compare result bundles by PSIS-LOO (Pareto-k diagnostics)")
+    p.add_argument("bundles", nargs="+", help="result bundles of fits of the same data")
+    p.add_argument("--csv", help="also write the comparison table as CSV here")
+    p.set_defaults(func=cmd_compare)
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser

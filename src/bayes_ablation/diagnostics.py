@@ -179,10 +179,14 @@ def km_ppc(observed_time: np.ndarray, observed_event: np.ndarray, groups: np.nda
 def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
                  site_labels: np.ndarray, n_draws: int = 100, seed: int = 0,
                  arm_order: list[str] | None = None) -> dict[str, xr.Dataset]:
-    """Posterior predictive KM checks per arm and per site × arm (patient-level models)."""
+    """Posterior predictive KM checks per arm and per site × arm.
+
+    Reads the per-patient data (``time_months``, ``event``, ``arm_idx``, ``site_idx``, ``x``)
+    from ``constant_data``; aggregated models keep them there too, outside their likelihood.
+    """
     from bayes_ablation.predictive import predictive_observed
 
-    time = np.asarray(idata.observed_data["y"].values, float)
+    time = np.asarray(idata.constant_data["time_months"].values, float)
     event = np.asarray(idata.constant_data["event"].values, int)
     rep = predictive_observed(idata.posterior.to_dataset(), idata.constant_data.to_dataset(),
                               spec, time, event, n_draws=n_draws, seed=seed)

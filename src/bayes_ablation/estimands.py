@@ -65,6 +65,59 @@ def weibull_log_cumhaz(post: xr.Dataset, times: np.ndarray, spec: AnalysisSpec) 
             + log_hr_full(post, arms)).transpose("chain", "draw", "arm", "time")
 
 
+def pwe_cuts(post: xr.Dataset) -> np.ndarray:
+    """Interior cut points of a piecewise-exponential fit (``analysis.fit`` stores them in the
+    posterior's attrs, since quantile cut points depend on the data)."""
+    cuts = post.attrs.get("cuts_months")
+    if cuts is None:
+        raise KeyError("posterior attrs need 'cuts_months'; set by analysis.fit")
+    return np.asarray(json.loads(cuts) if isinstance(cuts, str) else cuts, float)
+
+
+def pwe_log_rate(post: xr.Dataset) -> xr.DataArray:
+    """log hazard per arm and interval at an average site, x = 0, dims (chain, draw, arm,
+    interval): log λ_j + log HR_a,j (per-interval log HR when time-varying)."""
+    arms = _arms(post)
+    if "log_hr_interval" in post:
+        zero = xr.zeros_like(post["log_hr_interval"].isel(treatment=0, drop=True))
+        lhr = xr.concat([zero.expand_dims(arm=[arms[0]]),
+                         post["log_hr_interval"].rename(treatment="arm")], dim="arm")
+        lhr = lhr.assign_coords(arm=list(arms))
+    else:
+        lhr = log_hr_full(post, arms)
+    return (post["log_hazard"] + lhr).transpose("chain", "draw", "arm", "interval")
+
+
+@register_log_cumhaz("piecewise_exponential")
+def pwe_log_cumhaz(post: xr.Dataset, times: np.ndarray, spec: AnalysisSpec) -> xr.DataArray:
+    """log H_a(t) = log Σ_j exp(log λ_j + log HR_a,j) e_j(t), e_j(t) = time spent in I_j by t."""
+    from bayes_ablation.data.aggregate import exposure_matrix
+
+    times = np.asarray(times, float)
+    exposure = exposure_matrix(times, pwe_cuts(post))                      # (time, interval)
+    log_rate = pwe_log_rate(post)
+    cumhaz = np.einsum("cdaj,tj->cdat", np.exp(log_rate.values), exposure)
+    return xr.DataArray(np.log(cumhaz), dims=("chain", "draw", "arm", "time"),
+                        coords={"chain": log_rate["chain"], "draw": log_rate["draw"],
+                                "arm": log_rate["arm"], "time": times})
+
+
+#: model family -> function(posterior, spec) giving extra estimands (name -> draws)
+FAMILY_ESTIMANDS: dict[str, Callable[[xr.Dataset, AnalysisSpec], dict[str, xr.DataArray]]] = {}
+
+
+def _pwe_estimands(post: xr.Dataset, spec: AnalysisSpec) -> dict[str, xr.DataArray]:
+    """Hazard per interval by arm (average site, x = 0), and per-interval HRs when the
+    treatment effect is time-varying."""
+    out = {"hazard": np.exp(pwe_log_rate(post)).rename("hazard")}
+    if "log_hr_interval" in post:
+        out["hr_interval"] = np.exp(post["log_hr_interval"]).rename("hr_interval")
+    return out
+
+
+FAMILY_ESTIMANDS["piecewise_exponential"] = _pwe_estimands
+
+
 def _arms(post: xr.Dataset) -> list[str]:
     """Arm labels, reference first, as stored by ``analysis.fit`` in the posterior's attrs."""
     arms = post.attrs.get("arms")
@@ -230,8 +283,8 @@ def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
     post = _posterior(idata)
     arms = _arms(post)
     est = spec.estimands
-    max_time = float(np.max(idata.observed_data["y"].values)) if "observed_data" in \
-        idata.children and "y" in idata.observed_data else est.rmst_tau_months
+    max_time = float(np.max(idata.constant_data["time_months"].values)) if "constant_data" in \
+        idata.children and "time_months" in idata.constant_data else est.rmst_tau_months
     report_times = np.asarray(est.times_months, float)
     rmst_times, rmst_weights = rmst_nodes(est.rmst_tau_months)
     grid_median = np.geomspace(0.05, max(10 * max_time, 2 * est.rmst_tau_months, 120.0),
@@ -260,6 +313,8 @@ def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
         out[name] = stacked.assign_coords(site_target=list(SITE_TARGETS))
     out["survival_difference"] = contrast(out["survival"], arms)
     out["rmst_difference"] = contrast(out["rmst"], arms)
+    if spec.model in FAMILY_ESTIMANDS:
+        out.update(FAMILY_ESTIMANDS[spec.model](post, spec))
     ds = xr.Dataset(out)
     ds["time"].attrs["units"] = "months"
     ds.attrs["rmst_tau_months"] = est.rmst_tau_months
@@ -302,7 +357,7 @@ def summarise(estimands: xr.Dataset, interval_prob: float = 0.95) -> pd.DataFram
                    "p_finite": float(finite.size / v.size)}
             rows.append(row)
     frame = pd.DataFrame(rows)
-    key_cols = [c for c in ("estimand", "treatment", "arm", "site_target", "time")
+    key_cols = [c for c in ("estimand", "treatment", "arm", "site_target", "time", "interval")
                 if c in frame.columns]
     frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols), axis=1))
     return frame
@@ -318,6 +373,6 @@ def _label(row: pd.Series, cols: list[str]) -> str:
         v = row.get(c)
         if v is None or (isinstance(v, float) and np.isnan(v)):
             continue
-        parts.append(f"t={v:g}" if c == "time" else f"{v}" if c != "site_target"
-                     else f"{v} site")
+        parts.append(f"t={v:g}" if c == "time" else f"t in {v}" if c == "interval"
+                     else f"{v} site" if c == "site_target" else f"{v}")
     return f"{row['estimand']}[{', '.join(parts)}]" if parts else str(row["estimand"])

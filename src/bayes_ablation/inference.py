@@ -98,6 +98,16 @@ def compiled_nutpie_model(model: pm.Model, cache_key: Any = None) -> tuple[Any, 
     return compiled, time.perf_counter() - start, False
 
 
+def _relabel(idata: xr.DataTree, model: pm.Model) -> None:
+    """Give the posterior this model's coordinate labels: a cached compiled model swaps in new
+    data but keeps the labels of the model it was compiled from (site names, arm names,
+    interval labels of other data)."""
+    post = idata.posterior.to_dataset()
+    labels = {k: list(v) for k, v in model.coords.items()
+              if v is not None and k in post.dims and len(v) == post.sizes[k]}
+    idata["posterior"] = post.assign_coords(labels)
+
+
 def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
     """Attach ``observed_data`` and ``constant_data`` groups (nutpie returns neither)."""
     dims = model.named_vars_to_dims
@@ -139,12 +149,15 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
     ``cache_key`` enables compiled-model reuse within the process. ``while_sampling`` is
     called once while nutpie's threads sample (preparation work that needs no draws, using
     the interpreter while it would otherwise wait); its errors are ignored.
+    ``settings.adaptation`` (mass matrix) applies to nutpie; PyMC's NUTS always adapts a
+    diagonal one (recorded as such).
     """
     if logp_kernel not in ("auto", "pytensor"):
         raise ValueError(f"logp_kernel must be 'auto' or 'pytensor', got {logp_kernel!r}")
     cores = cores or min(settings.chains, os.cpu_count() or 1)
     common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
-              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores}
+              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
+              "adaptation": settings.adaptation}
     fallback_reason = None
     if settings.backend == "nutpie":
         kernel_reason = "not requested" if logp_kernel == "pytensor" else "no spec given"
@@ -174,7 +187,8 @@ def _nutpie_draws(compiled: Any, settings: SamplerSpec, progress: bool, cores: i
     sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
                             chains=settings.chains, cores=cores, seed=settings.seed,
                             target_accept=settings.target_accept, progress_bar=progress,
-                            save_warmup=False, blocking=False)
+                            save_warmup=False, blocking=False,
+                            adaptation=settings.adaptation)
     if while_sampling is not None:
         try:
             while_sampling()
@@ -193,6 +207,7 @@ def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, p
     compiled, facts = kernel_model(model, spec, cache_key)
     compile_s = time.perf_counter() - start
     idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
+    _relabel(idata, model)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
@@ -206,6 +221,7 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache
                    while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
     compiled, compile_s, hit = compiled_nutpie_model(model, cache_key)
     idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
+    _relabel(idata, model)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
@@ -228,7 +244,7 @@ def _sample_pymc(model: pm.Model, settings: SamplerSpec, progress: bool, cores: 
     total = time.perf_counter() - start
     sampling_s = float(idata.posterior.attrs.get("sampling_time", total))
     add_data_groups(idata, model)
-    return SamplingResult(idata=idata, sampler="pymc", settings=common,
+    return SamplingResult(idata=idata, sampler="pymc", settings={**common, "adaptation": "diag"},
                           timings={"compile_seconds": max(total - sampling_s, 0.0),
                                    "sampling_seconds": sampling_s, "compile_cache_hit": 0.0},
                           details={"logp_kernel": "pytensor (PyMC NUTS)"})

@@ -35,6 +35,9 @@ _POSITIVE_PARAMS = {"sigma", "beta", "nu", "lam", "alpha"}
 
 ENDPOINTS = ("pfs", "local_recurrence", "meta")
 SAMPLER_BACKENDS = ("nutpie", "pymc")
+#: nutpie mass-matrix adaptation: diagonal, or low-rank-modified diagonal (captures strong
+#: linear posterior correlations, e.g. a level vs the mean of many well-informed site effects)
+SAMPLER_ADAPTATIONS = ("diag", "low_rank")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class SamplerSpec:
     tune: int = 1000
     target_accept: float = 0.9
     seed: int = 20261130
+    adaptation: str = "diag"
 
 
 @dataclass(frozen=True)
@@ -359,11 +363,17 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
     )
 
     s = _table(raw, "sampler", errs)
-    _unknown("sampler", s, {"backend", "chains", "draws", "tune", "target_accept", "seed"}, errs)
+    _unknown("sampler", s, {"backend", "chains", "draws", "tune", "target_accept", "seed",
+                            "adaptation"}, errs)
     backend = s.get("backend", "nutpie")
     if backend not in SAMPLER_BACKENDS:
         errs.add(f"[sampler] backend must be one of {', '.join(SAMPLER_BACKENDS)}, got {backend!r}")
         backend = "nutpie"
+    adaptation = s.get("adaptation", "diag")
+    if adaptation not in SAMPLER_ADAPTATIONS:
+        errs.add(f"[sampler] adaptation must be one of {', '.join(SAMPLER_ADAPTATIONS)}, "
+                 f"got {adaptation!r}")
+        adaptation = "diag"
     sampler = SamplerSpec(
         backend=backend,
         chains=_number("sampler", s, "chains", 4, errs, lo=1, hi=64, integer=True),
@@ -371,6 +381,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         tune=_number("sampler", s, "tune", 1000, errs, lo=0, integer=True),
         target_accept=_number("sampler", s, "target_accept", 0.9, errs, lo=0.5, hi=0.999),
         seed=_number("sampler", s, "seed", 20261130, errs, lo=0, hi=2**32 - 1, integer=True),
+        adaptation=adaptation,
     )
 
     d = _table(raw, "diagnostics", errs)

@@ -15,7 +15,7 @@ Builder = Callable[..., pm.Model]
 def _builders() -> dict[str, Builder]:
     from bayes_ablation.models import pfs
 
-    return {"weibull": pfs.build_weibull_model}
+    return {"weibull": pfs.build_weibull_model, "piecewise_exponential": pfs.build_pwe_model}
 
 
 def build_model(spec: AnalysisSpec, data: Any, **kwargs: Any) -> pm.Model:

@@ -6,6 +6,7 @@ A new model family registers a :class:`ModelEntry` here and a builder in its own
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ class ModelEntry:
     check: Callable[[dict[str, Any]], list[str]] | None = None
     #: priors needed only when an option is on: option name -> prior names
     option_priors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: options that change only the model's data, never its graph (a compiled model of the
+    #: same structure can be reused with new values)
+    data_options: tuple[str, ...] = ()
 
     def required_priors(self, hierarchy: Any, covariates: Sequence[str],
                         options: dict[str, Any]) -> list[str]:
@@ -87,4 +91,60 @@ register(ModelEntry(
     endpoints=("pfs",),
     base_priors=("log_hr", "log_cumhaz_ref", "weibull_shape"),
     options={"time_ref_months": (12.0, positive_number)},
+))
+
+
+def one_of(*allowed: str) -> OptionCheck:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"
+    return check
+
+
+def increasing_positive_numbers(value: Any) -> str | None:
+    ok = (isinstance(value, list) and len(value) >= 1
+          and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+          and all(b > a for a, b in itertools.pairwise(value)))
+    return None if ok else ("must be a non-empty list of cut points in months, > 0 and strictly "
+                            f"increasing, got {value!r}")
+
+
+def quantile_cuts_table(value: Any) -> str | None:
+    expected = ("must be a table { method = \"quantiles\", count = N } with N ≥ 2 intervals "
+                f"(N − 1 cut points at quantiles of the observed event times), got {value!r}")
+    if not isinstance(value, dict) or set(value) != {"method", "count"}:
+        return expected
+    count = value["count"]
+    ok = (value["method"] == "quantiles" and isinstance(count, int) and not isinstance(count, bool)
+          and 2 <= count <= 100)
+    return None if ok else expected
+
+
+def _pwe_check(options: dict[str, Any]) -> list[str]:
+    given = [k for k in ("cuts_months", "cuts") if options.get(k) is not None]
+    if len(given) != 1:
+        return ["piecewise_exponential needs exactly one of cuts_months = [...] (fixed cut points) "
+                "or cuts = { method = \"quantiles\", count = N }"
+                + (f" (got both: {', '.join(given)})" if given else "")]
+    return []
+
+
+register(ModelEntry(
+    family="piecewise_exponential",
+    endpoints=("pfs",),
+    # log_hr: common (interval-average) log HR; log_hazard_mean: mean over intervals of the log
+    # baseline hazard per month; sigma_log_hazard_rw: sd of the random-walk steps between
+    # adjacent intervals' log hazards (a prior, so the data choose how smooth the baseline is)
+    base_priors=("log_hr", "log_hazard_mean", "sigma_log_hazard_rw"),
+    options={
+        "cuts_months": (None, increasing_positive_numbers),
+        "cuts": (None, quantile_cuts_table),
+        "time_varying_hr": (False, boolean),
+        "parameterisation": ("auto", one_of("auto", "non_centred", "centred")),
+    },
+    check=_pwe_check,
+    # sd of the random-walk steps of the per-interval log HR around the common log HR
+    option_priors={"time_varying_hr": ("sigma_log_hr_rw",)},
+    # cut points enter as data (the number of intervals is part of the structure key) and the
+    # centring weights are pm.Data
+    data_options=("cuts_months", "cuts", "parameterisation"),
 ))

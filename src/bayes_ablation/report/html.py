@@ -78,10 +78,19 @@ def figure_makers(result: Result) -> dict[str, Callable[[], Figure]]:
             return plots.forest(v, "site_treatment", "Site × arm deviations of the log HR",
                                 "log HR deviation", prob)
         makers["site_arm_effects"] = site_arm_effects
+    if "hazard" in result.estimands and "interval_start" in result.idata.constant_data:
+        start = np.asarray(result.idata.constant_data["interval_start"].values, float)
+        end = float(np.max(result.idata.constant_data["time_months"].values))
+        makers["hazard_by_interval"] = lambda: plots.interval_hazards(
+            result.estimands["hazard"], start, end, prob)
+        if "hr_interval" in result.estimands:
+            makers["hr_by_interval"] = lambda: plots.interval_hr(
+                result.estimands["hr_interval"], result.estimands["hr"], start, end, prob)
     if "hr" in result.estimands:
         makers["hr_posterior"] = lambda: plots.hr_posterior(
             result.estimands["hr"], result.spec.estimands.hr_thresholds, result.probabilities)
-    trace_names = [n for n in ("log_hr", "weibull_shape", "log_cumhaz_ref", "sigma_site",
+    trace_names = [n for n in ("log_hr", "weibull_shape", "log_cumhaz_ref", "log_hazard_mean",
+                               "sigma_log_hazard_rw", "sigma_log_hr_rw", "sigma_site",
                                "sigma_site_arm", "mu", "tau") if n in post]
     if trace_names:
         makers["traces"] = lambda: plots.traces(post, trace_names)

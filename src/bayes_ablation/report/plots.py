@@ -163,6 +163,72 @@ def traces(post: xr.Dataset, names: Sequence[str]) -> Figure:
     return fig
 
 
+def _interval_steps(start: np.ndarray, end_time: float, values: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Step-plot coordinates of per-interval values over [0, end_time] (last interval
+    drawn up to ``end_time``)."""
+    edges = np.concatenate([start, [max(end_time, start[-1] * 1.1 if start[-1] > 0 else 1.0)]])
+    return edges, np.concatenate([values, values[-1:]])
+
+
+def interval_hazards(hazard: xr.DataArray, interval_start: np.ndarray, end_time: float,
+                     interval_prob: float = 0.95) -> Figure:
+    """Posterior hazard per interval by arm (median and central band), a step function.
+
+    ``hazard``: draws (chain, draw, arm, interval), events per person-month.
+    """
+    lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, arm in enumerate(hazard["arm"].values):
+        v = hazard.sel(arm=arm).stack(s=("chain", "draw")).transpose("interval", "s").values
+        q = np.quantile(v, [lo, 0.5, hi], axis=1)
+        edges, mid = _interval_steps(interval_start, end_time, q[1])
+        _, low = _interval_steps(interval_start, end_time, q[0])
+        _, up = _interval_steps(interval_start, end_time, q[2])
+        ax.fill_between(edges, low, up, step="post", color=_color(i), alpha=0.2, lw=0)
+        ax.step(edges, mid, where="post", color=_color(i), lw=1.6, label=f"{arm}")
+    for c in interval_start[1:]:
+        ax.axvline(c, color="grey", lw=0.5, ls=":")
+    ax.set_xlabel("time (months); dotted: interval cut points")
+    ax.set_ylabel("hazard (events per person-month)")
+    ax.set_title(f"Posterior hazard per interval by arm (average site; median, "
+                 f"{interval_prob:.0%} band)")
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def interval_hr(hr_interval: xr.DataArray, hr: xr.DataArray, interval_start: np.ndarray,
+                end_time: float, interval_prob: float = 0.95) -> Figure:
+    """Per-interval hazard ratio (time-varying effect) with the overall HR, log scale."""
+    lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, treatment in enumerate(hr_interval["treatment"].values):
+        v = hr_interval.sel(treatment=treatment).stack(s=("chain", "draw")).transpose(
+            "interval", "s").values
+        q = np.quantile(v, [lo, 0.5, hi], axis=1)
+        edges, mid = _interval_steps(interval_start, end_time, q[1])
+        _, low = _interval_steps(interval_start, end_time, q[0])
+        _, up = _interval_steps(interval_start, end_time, q[2])
+        ax.fill_between(edges, low, up, step="post", color=_color(i + 1), alpha=0.2, lw=0)
+        ax.step(edges, mid, where="post", color=_color(i + 1), lw=1.6,
+                label=f"{treatment}: per-interval HR")
+        overall = float(hr.sel(treatment=treatment).median())
+        ax.axhline(overall, color=_color(i + 1), ls="--", lw=1,
+                   label=f"{treatment}: overall HR {overall:.2f}")
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("time (months)")
+    ax.set_ylabel("hazard ratio vs reference (log scale)")
+    ax.set_title("Time-varying treatment effect (HR < 1 favours treatment)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, path: str) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
