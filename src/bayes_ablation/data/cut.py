@@ -301,11 +301,12 @@ def cut_latent(entry: np.ndarray, event_time: np.ndarray, dropout_time: np.ndarr
     day-counting rule).
     """
     enrolled = entry <= cut_months
-    horizon = cut_months - entry[enrolled]
+    e = entry[enrolled]
     t_ev = event_time[enrolled]
     t_drop = dropout_time[enrolled]
-    end = np.minimum(t_drop, horizon)
-    event = t_ev <= end
+    # an event is known when it happened (calendar entry + T) on or before the cut, before dropout
+    event = (t_ev <= t_drop) & (e + t_ev <= cut_months)
+    end = np.minimum(t_drop, cut_months - e)
     time = np.where(event, t_ev, end)
     return {"enrolled": enrolled, "time": np.maximum(time, 1e-6), "event": event.astype(np.int64),
-            "at_risk": ~event & (t_drop > horizon)}
+            "at_risk": ~event & (t_drop > cut_months - e)}
