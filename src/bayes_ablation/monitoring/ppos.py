@@ -37,7 +37,6 @@ from scipy import special, stats
 
 from bayes_ablation.monitoring.fast import FastModel, FastPosterior, laplace, suff_stats
 
-
 # ----------------------------------------------------------------------------- closed form
 
 def ppos_normal(mean: float, sd: float, future_events: float, *, cutoff: float = 1.0,
@@ -125,7 +124,7 @@ class HazardDraws:
 def _pwe_inverse(log_rate: np.ndarray, bounds: np.ndarray, eta: np.ndarray, arm: np.ndarray,
                  since: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Solve Λ_a(T) = Λ_a(since) + E e^{−η} for piecewise-constant baseline rates λ_a,j."""
-    m_n, n = eta.shape
+    m_n = eta.shape[0]
     rates = np.exp(log_rate)                                   # (M, 2, J)
     width = np.diff(bounds)[:-1]                               # finite widths (J − 1,)
     cum = np.concatenate([np.zeros((m_n, 2, 1)), np.cumsum(rates[..., :-1] * width, axis=-1)],
@@ -156,17 +155,20 @@ def draws_from_fast(fp: FastPosterior, model: FastModel, n_draws: int,
                        bounds=model.bounds)
 
 
-def draws_from_posterior(post: Any, spec: Any, data_sites: tuple[str, ...],
+def draws_from_posterior(idata: Any, spec: Any, data_sites: tuple[str, ...],
                          planned_sites: tuple[str, ...], n_draws: int,
                          rng: np.random.Generator) -> HazardDraws:
-    """Hazard draws from an analysis model's posterior (thinned to ``n_draws``).
+    """Hazard draws from an analysis model's fit (a DataTree with ``posterior`` and
+    ``constant_data``), thinned to ``n_draws``.
 
     Site effects are mapped onto ``planned_sites``; a planned site without data gets
-    u ~ N(0, σ_site²) per draw.
+    u ~ N(0, σ_site²) per draw. Weibull: λ₀ = exp(α − k log t_ref); piecewise exponential:
+    ``log_hazard`` per interval (starting at ``constant_data.interval_start``) plus the
+    per-interval log HR ``log_hr_interval`` when the HR is time-varying.
     """
     from bayes_ablation.predictive import thin
 
-    ds = post.to_dataset() if hasattr(post, "to_dataset") else post
+    ds = idata.posterior.to_dataset()
     th = thin(ds, n_draws, int(rng.integers(2**31)))
     m_n = th.sizes["sample"]
     if m_n < n_draws:
@@ -194,17 +196,13 @@ def draws_from_posterior(post: Any, spec: Any, data_sites: tuple[str, ...],
                            log_hr=treatment[:, 0], beta_cov=beta)
     if spec.model == "piecewise_exponential":
         log_h = th["log_hazard"].transpose("sample", "interval").values
-        starts = np.asarray(post.attrs.get("interval_start", []) or [], float) \
-            if hasattr(post, "attrs") else np.zeros(0)
-        if "interval_start" in th:
-            starts = th["interval_start"].values
-        if starts.size != log_h.shape[1]:
-            raise ValueError("the PWE posterior needs its interval starts (interval_start)")
-        per_interval = treatment[:, :, None] * np.ones_like(log_h)[:, None, :]
-        for name in ("log_hr_interval", "log_hr_by_interval"):
-            if name in th:
-                per_interval = th[name].transpose("sample", "treatment", "interval").values
-        log_rate = np.stack([log_h, log_h + per_interval[:, 0]], axis=1)
+        starts = np.asarray(idata.constant_data["interval_start"].values, float)
+        if "log_hr_interval" in th:
+            per_interval = th["log_hr_interval"].transpose("sample", "treatment", "interval")\
+                .values[:, 0]
+        else:
+            per_interval = treatment[:, :1] * np.ones_like(log_h)
+        log_rate = np.stack([log_h, log_h + per_interval], axis=1)
         return HazardDraws(kind="pwe", u_site=u, sigma_site=sigma, log_rate=log_rate,
                            bounds=np.concatenate([starts, [np.inf]]), beta_cov=beta)
     raise ValueError(f"no predictive simulator for model family {spec.model!r}")
