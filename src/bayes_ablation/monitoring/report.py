@@ -55,7 +55,7 @@ def trajectory_figure(looks: Sequence[LookRecord], design: Design) -> Figure:
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("predictive probability")
     ax.set_title("Predictive probability of success at the final analysis")
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    ax.legend(fontsize=8, frameon=False, loc="lower left")
     ax.grid(alpha=0.3)
     for r, date in zip(looks, dates, strict=True):
         axes[0].annotate(f"look {r.look}\n{r.decision}", (date, r.p_hr_lt_1),
