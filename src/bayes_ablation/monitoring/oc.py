@@ -47,22 +47,30 @@ def event_calendar_times(trial: LatentTrial) -> np.ndarray:
     return np.sort(trial.entry[seen] + trial.event_time[seen])
 
 
-# ------------------------------------------------------------------------------ one trial
+# ----------------------------------------------------------------------------- trial blocks
+
+#: trials simulated together (vectorised fast posterior); part of each task's identity, so
+#: results never depend on how blocks are chunked or distributed
+BLOCK_SIZE = 50
+
 
 @dataclass(frozen=True)
-class OCTask:
-    """One simulated trial: its identity fixes its random stream (see :mod:`..parallel`)."""
+class OCBlock:
+    """Trials ``start`` … ``stop − 1`` of one scenario; each trial's random stream is
+    ``rng_for(design seed, "oc", scenario, trial index)`` (see :mod:`..parallel`)."""
 
     design_sha256: str
     scenario: str
     scenario_digest: str
     ppos_method: str
-    index: int
+    start: int
+    stop: int
 
 
 def analysis_times(trial: LatentTrial, design: Any) -> tuple[list[float], float]:
     """Calendar months (from the design's start date) of the interim looks that happen before
-    the final analysis, and of the final analysis."""
+    the final analysis, and of the final analysis (event trigger: the planned event's time, or
+    the last event's if fewer ever occur)."""
     from bayes_ablation.data.cut import months_between
 
     cal = event_calendar_times(trial)
@@ -84,77 +92,128 @@ def analysis_times(trial: LatentTrial, design: Any) -> tuple[list[float], float]
     return looks, final
 
 
-def run_trial(task: OCTask, design: Any) -> dict[str, Any]:
-    """Simulate one whole trial under ``task.scenario`` and apply the design with the fast
-    posterior path. Returns a JSON-able record."""
+def run_block(block: OCBlock, design: Any) -> list[dict[str, Any]]:
+    """Simulate trials ``block.start`` … ``block.stop − 1`` under ``block.scenario`` and apply
+    the design at each analysis with the fast posterior (vectorised over the block's trials).
+    Returns one JSON-able record per trial: the analysis that stopped it, the action, whether
+    efficacy was declared, patients randomised, events and calendar months at that analysis."""
     from bayes_ablation.data.cut import cut_latent
     from bayes_ablation.monitoring.decision import STOP_EFFICACY, SUCCESS, decide, prob_key
     from bayes_ablation.monitoring.fast import FastModel, laplace, suff_stats
+    from bayes_ablation.parallel import rng_for
+
+    sc = design.scenarios[block.scenario]
+    a = design.accrual
+    rate = sc.accrual_rate_per_month or a.rate_per_month
+    dropout = a.dropout_per_month if sc.dropout_per_month is None else sc.dropout_per_month
+    model = FastModel.from_design(design)
+    rngs, trials, analyses = [], [], []
+    for i in range(block.start, block.stop):
+        rng = rng_for(design.seed, "oc", block.scenario, i)
+        tr = simulate_latent(a.total_n, rate, np.asarray(a.site_weights), a.allocation,
+                             sc.log_hr, sc.median_ref_months, sc.weibull_shape, sc.sigma_site,
+                             dropout, rng)
+        looks, final = analysis_times(tr, design)
+        rngs.append(rng)
+        trials.append(tr)
+        analyses.append([*looks, final])
+    records: list[dict[str, Any] | None] = [None] * len(trials)
+    n = a.total_n
+    step = 0
+    while any(r is None for r in records):
+        step += 1
+        idx = [i for i, r in enumerate(records) if r is None]
+        time = np.ones((len(idx), n))
+        event = np.zeros((len(idx), n))
+        weight = np.zeros((len(idx), n))
+        site = np.stack([trials[i].site for i in idx])
+        arm = np.stack([trials[i].arm for i in idx])
+        cuts = []
+        for row, i in enumerate(idx):
+            tr = trials[i]
+            c = cut_latent(tr.entry, tr.event_time, tr.dropout_time, analyses[i][step - 1])
+            en = c["enrolled"]
+            time[row, en], event[row, en], weight[row, en] = c["time"], c["event"], 1.0
+            cuts.append(c)
+        d, e = suff_stats(time, event, site, arm, model.cuts_months, model.n_sites, weight)
+        fp = laplace(d, e, model)
+        probs = {prob_key(cut): fp.prob_hr_below(cut) for cut in design.hr_cutoffs}
+        ppos = _block_ppos(block, design, model, fp, idx, trials, analyses, cuts, rngs, step)
+        for row, i in enumerate(idx):
+            is_final = step == len(analyses[i])
+            p_row = {k: float(v[row]) for k, v in probs.items()}
+            decision = decide(design, step, p_row,
+                              None if ppos is None or is_final else float(ppos[row]), is_final)
+            if decision.stops:
+                records[i] = {
+                    "analysis": step, "final": is_final, "action": decision.action,
+                    "reject": decision.action in (STOP_EFFICACY, SUCCESS),
+                    "looks_held": len(analyses[i]) - 1,
+                    "n_enrolled": int(cuts[row]["enrolled"].sum()),
+                    "events": int(cuts[row]["event"].sum()),
+                    "duration_months": float(analyses[i][step - 1]),
+                    "p_hr_lt_1": p_row[prob_key(1.0)],
+                    "ppos": None if ppos is None or is_final else float(ppos[row]),
+                }
+    return records  # type: ignore[return-value]
+
+
+def _block_ppos(block: OCBlock, design: Any, model: Any, fp: Any, idx: list[int],
+                trials: list[LatentTrial], analyses: list[list[float]], cuts: list[dict],
+                rngs: list[np.random.Generator], step: int) -> np.ndarray | None:
+    """PPoS of each trial in the block at this analysis (None when no rule needs it)."""
+    from bayes_ablation.monitoring.fast import FastPosterior
     from bayes_ablation.monitoring.ppos import (
         Plan,
         TrialState,
         draws_from_fast,
         expected_future_events,
-        ppos_normal,
+        ppos_normal_array,
         predictive_probability,
     )
-    from bayes_ablation.parallel import rng_for
 
-    sc = design.scenarios[task.scenario]
+    if not design.needs_ppos:
+        return None
     a = design.accrual
-    rng = rng_for(design.seed, "oc", task.scenario, task.index)
-    rate = sc.accrual_rate_per_month or a.rate_per_month
-    dropout = a.dropout_per_month if sc.dropout_per_month is None else sc.dropout_per_month
-    trial = simulate_latent(a.total_n, rate, np.asarray(a.site_weights), a.allocation, sc.log_hr,
-                            sc.median_ref_months, sc.weibull_shape, sc.sigma_site, dropout, rng)
-    model = FastModel.from_design(design)
-    looks, final = analysis_times(trial, design)
     success = design.success_rule
-    record: dict[str, Any] = {"looks_held": len(looks)}
-    for k, t in enumerate([*looks, final], start=1):
-        is_final = k == len(looks) + 1
-        c = cut_latent(trial.entry, trial.event_time, trial.dropout_time, t)
+    events_now = np.array([c["event"].sum() for c in cuts], float)
+    interim = np.array([step < len(analyses[i]) for i in idx])
+    out = np.full(len(idx), np.nan)
+
+    def one(row: int) -> tuple[TrialState, Plan, FastPosterior]:
+        i = idx[row]
+        tr, c, t = trials[i], cuts[row], analyses[i][step - 1]
         en = c["enrolled"]
-        d, e = suff_stats(c["time"][None], c["event"][None], trial.site[en], trial.arm[en],
-                          model.cuts_months, model.n_sites)
-        fp = laplace(d, e, model)
-        probs = {prob_key(cut): float(fp.prob_hr_below(cut)[0]) for cut in design.hr_cutoffs}
-        ppos = None
-        if not is_final and design.needs_ppos:
-            events_now = int(c["event"].sum())
-            if task.ppos_method == "normal":
-                if design.final_events is not None:
-                    future = design.final_events - events_now
-                else:
-                    state = TrialState(c["time"], c["event"], t - trial.entry[en],
-                                       np.zeros(en.sum(), bool), trial.arm[en], trial.site[en])
-                    plan = Plan(a.total_n, a.rate_per_month, np.asarray(a.site_weights),
-                                a.allocation, a.dropout_per_month, None, final - t)
-                    future = expected_future_events(state, draws_from_fast(fp, model, 200, rng),
-                                                    plan, rng)
-                ppos = ppos_normal(float(fp.log_hr_mean[0]), float(fp.log_hr_sd[0]), future,
-                                   cutoff=success.hr_cutoff, threshold=success.threshold,
-                                   op=success.op, allocation=a.allocation)
-            else:
-                state = TrialState(c["time"], c["event"], t - trial.entry[en],
-                                   np.zeros(en.sum(), bool), trial.arm[en], trial.site[en])
-                plan = Plan(a.total_n, a.rate_per_month, np.asarray(a.site_weights),
-                            a.allocation, a.dropout_per_month, design.final_events,
-                            None if design.final_events is not None else final - t)
-                ppos = predictive_probability(state, draws_from_fast(fp, model, design.ppos_draws,
-                                                                     rng),
+        state = TrialState(c["time"], c["event"], t - tr.entry[en], np.zeros(en.sum(), bool),
+                           tr.arm[en], tr.site[en])
+        plan = Plan(a.total_n, a.rate_per_month, np.asarray(a.site_weights), a.allocation,
+                    a.dropout_per_month, design.final_events,
+                    None if design.final_events is not None else analyses[i][-1] - t)
+        sub = FastPosterior(fp.mode[row:row + 1], fp.cov[row:row + 1], fp.weights[row:row + 1],
+                            fp.n_intervals, fp.iterations)
+        return state, plan, sub
+
+    if block.ppos_method == "normal":
+        if design.final_events is not None:
+            future = design.final_events - events_now
+        else:
+            future = np.zeros(len(idx))
+            for row in np.flatnonzero(interim):
+                state, plan, sub = one(row)
+                rng = rngs[idx[row]]
+                future[row] = expected_future_events(state, draws_from_fast(sub, model, 200, rng),
+                                                     plan, rng)
+        out = ppos_normal_array(fp.log_hr_mean, fp.log_hr_sd, future, cutoff=success.hr_cutoff,
+                                threshold=success.threshold, op=success.op,
+                                allocation=a.allocation)
+    else:
+        for row in np.flatnonzero(interim):
+            state, plan, sub = one(row)
+            rng = rngs[idx[row]]
+            out[row] = predictive_probability(state, draws_from_fast(sub, model,
+                                                                     design.ppos_draws, rng),
                                               plan, model, success, rng).ppos
-        decision = decide(design, k, probs, ppos, is_final)
-        if decision.stops:
-            record.update({
-                "analysis": k, "final": is_final, "action": decision.action,
-                "reject": decision.action in (STOP_EFFICACY, SUCCESS),
-                "n_enrolled": int(en.sum()), "events": int(c["event"].sum()),
-                "duration_months": float(t), "p_hr_lt_1": probs[prob_key(1.0)],
-                "ppos": ppos,
-            })
-            return record
-    raise AssertionError("the final analysis always stops")  # pragma: no cover
+    return out
 
 
 # ------------------------------------------------------------------------------ summaries
@@ -195,8 +254,13 @@ def summarise(records: list[dict[str, Any]], n_looks: int, scenario: Any) -> dic
 
 def run_oc(design: Any, scenarios: list[str], n_trials: int, *, ppos_method: str = "normal",
            scheduler: Any = None, checkpoint_dir: Any = None, workers: int | None = None,
-           progress: bool = True, chunk_size: int | None = None) -> dict[str, Any]:
-    """Simulate ``n_trials`` whole trials per scenario (in parallel; resumable) and summarise."""
+           progress: bool = True, chunk_size: int | None = None,
+           block_size: int = BLOCK_SIZE) -> dict[str, Any]:
+    """Simulate ``n_trials`` whole trials per scenario (in parallel; resumable) and summarise.
+
+    Trials run in blocks of ``block_size`` (vectorised); ``chunk_size`` blocks go to a worker
+    at a time. Each trial's random stream depends only on (design seed, scenario, index).
+    """
     from functools import partial
 
     from bayes_ablation.parallel import run_tasks
@@ -211,15 +275,17 @@ def run_oc(design: Any, scenarios: list[str], n_trials: int, *, ppos_method: str
     if ppos_method not in ("normal", "simulation"):
         raise ValueError(f"ppos_method must be 'normal' or 'simulation', got {ppos_method!r}")
     sha = design.sha256
-    tasks = [OCTask(sha, s, _digest(design.scenarios[s]), ppos_method, i)
-             for s in scenarios for i in range(n_trials)]
-    results = run_tasks(partial(run_trial, design=design), tasks, scheduler=scheduler,
+    tasks = [OCBlock(sha, s, _digest(design.scenarios[s]), ppos_method, lo,
+                     min(lo + block_size, n_trials))
+             for s in scenarios for lo in range(0, n_trials, block_size)]
+    results = run_tasks(partial(run_block, design=design), tasks, scheduler=scheduler,
                         checkpoint_dir=checkpoint_dir, workers=workers, progress=progress,
-                        chunk_size=chunk_size, desc="simulated trials")
+                        chunk_size=chunk_size, desc=f"blocks of {block_size} trials")
     n_looks = len(design.looks)
     summaries = {}
     for s in scenarios:
-        recs = [r for t, r in zip(tasks, results, strict=True) if t.scenario == s]
+        recs = [r for t, block in zip(tasks, results, strict=True) if t.scenario == s
+                for r in block]
         summaries[s] = summarise(recs, n_looks, design.scenarios[s])
     return {"design": design.name, "design_sha256": sha, "ppos_method": ppos_method,
             "n_trials": n_trials, "looks": [lk.describe() for lk in design.looks],

@@ -51,17 +51,29 @@ def ppos_normal(mean: float, sd: float, future_events: float, *, cutoff: float =
     N(mean, (I_f / P)² (sd² + 1 / I_f)); success ⇔ final mean < log c − z_γ / √P.
     ``info_per_event`` replaces p(1 − p) (e.g. the information per event observed so far).
     """
+    return float(ppos_normal_array(np.array([mean]), np.array([sd]), np.array([future_events]),
+                                   cutoff=cutoff, threshold=threshold, op=op,
+                                   allocation=allocation, info_per_event=info_per_event)[0])
+
+
+def ppos_normal_array(mean: np.ndarray, sd: np.ndarray, future_events: np.ndarray, *,
+                      cutoff: float = 1.0, threshold: float = 0.975, op: str = ">",
+                      allocation: tuple[float, float] = (1.0, 1.0),
+                      info_per_event: float | None = None) -> np.ndarray:
+    """:func:`ppos_normal` elementwise over arrays."""
+    mean, sd, future = (np.asarray(x, float) for x in (mean, sd, future_events))
     p = allocation[1] / (allocation[0] + allocation[1])
-    info = future_events * (p * (1.0 - p) if info_per_event is None else info_per_event)
+    info = np.maximum(future, 0.0) * (p * (1.0 - p) if info_per_event is None
+                                      else info_per_event)
     v = sd**2
-    if info <= 0:
-        prob = special.ndtr((math.log(cutoff) - mean) / sd)
-        return float(_holds(op, prob, threshold))
-    precision = 1.0 / v + info
-    bound = math.log(cutoff) - stats.norm.ppf(threshold) / math.sqrt(precision)
-    spread = (info / precision) * math.sqrt(v + 1.0 / info)
-    above = float(special.ndtr((bound - mean) / spread))  # P(final prob > threshold)
-    return above if op in (">", ">=") else 1.0 - above
+    now = _holds(op, special.ndtr((math.log(cutoff) - mean) / sd), threshold).astype(float)
+    safe = np.where(info > 0, info, 1.0)
+    precision = 1.0 / v + safe
+    bound = math.log(cutoff) - stats.norm.ppf(threshold) / np.sqrt(precision)
+    spread = (safe / precision) * np.sqrt(v + 1.0 / safe)
+    above = special.ndtr((bound - mean) / spread)  # P(final probability > threshold)
+    later = above if op in (">", ">=") else 1.0 - above
+    return np.where(info > 0, later, now)
 
 
 def _holds(op: str, value: Any, threshold: float) -> Any:
