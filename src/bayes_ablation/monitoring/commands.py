@@ -13,6 +13,12 @@ from pathlib import Path
 from bayes_ablation.errors import BayesAblationError
 
 
+class InputError(BayesAblationError):
+    """Invalid command-line input (exit code 2)."""
+
+    exit_code = 2
+
+
 def _say(msg: str) -> None:
     from bayes_ablation.cli import _say as say
 
@@ -31,15 +37,18 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     try:
         cut_date = parse_iso_date(args.cut, "--cut")
     except ValueError as exc:
-        raise BayesAblationError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
     dated = read_dated(args.data, covariates=design.spec.covariates)
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not (out / "MANIFEST.json").exists():
-        raise BayesAblationError(f"--out {out} exists and is not a report folder written by "
+        raise InputError(f"--out {out} exists and is not a report folder written by "
                                  "bayes-ablation; refusing to replace it")
     # check the ledger before spending minutes on the fit
     with Ledger.open(args.ledger) as ledger:
         look, stored = ledger.plan(cut_date.isoformat(), design.sha256)
+        if stored is not None and (stored.data_sha256, stored.design_sha256) != \
+                (dated.sha256, design.sha256):
+            ledger.check_inputs(stored, dated.sha256, design.sha256)
     _say(f"design {design.name} ({design.sha256[:12]}…), look {look}"
          + (" (already recorded: re-running to compare)" if stored else ""))
     res = run_look(design, dated, cut_date, look=look, progress=not args.quiet and
@@ -95,10 +104,10 @@ def cmd_oc(args: argparse.Namespace) -> int:
     design = load_design(args.design)
     scenarios = args.scenario or list(design.scenarios)
     if args.n_trials < 2:
-        raise BayesAblationError("--n-trials must be at least 2")
+        raise InputError("--n-trials must be at least 2")
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not (out / "MANIFEST.json").exists():
-        raise BayesAblationError(f"--out {out} exists and is not a folder written by "
+        raise InputError(f"--out {out} exists and is not a folder written by "
                                  "bayes-ablation; refusing to replace it")
     where = f"Dask scheduler {args.scheduler}" if args.scheduler else \
         f"{args.workers or 'all'} local processes"

@@ -313,6 +313,13 @@ class Ledger:
                              f"look {number} (cut {entry.cut_date}) recorded in {self.path}; "
                              f"chain head {values['row_hash'][:16]}…")
 
+    def check_inputs(self, stored: LookRecord, data_sha256: str, design_sha256: str) -> None:
+        """Refuse early (before computing) a stored look's cut date with other inputs."""
+        probe = LookEntry(stored.cut_date, data_sha256, design_sha256, stored.p_hr_lt_1,
+                          stored.ppos, stored.ppos_mcse, stored.decision, stored.result,
+                          stored.versions)
+        self._compare(stored, probe)
+
     def _compare(self, stored: LookRecord, entry: LookEntry) -> RecordOutcome:
         where = f"look {stored.look} (cut {stored.cut_date}, recorded {stored.created_utc})"
         problems = []
