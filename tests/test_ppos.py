@@ -120,3 +120,49 @@ def test_simulated_fast_ppos_agrees_with_closed_form(seed, log_hr):
     assert 0.1 < closed < 0.9  # an informative comparison, not two zeros
     assert abs(res.ppos - closed) < 3 * res.mcse + 0.02
     assert res.mcse == pytest.approx(np.sqrt(res.ppos * (1 - res.ppos) / 3000))
+
+
+def _fake_fit(variables, constant=None):
+    import xarray as xr
+
+    post = xr.Dataset({k: (dims, np.asarray(v, float)) for k, (dims, v) in variables.items()},
+                      coords={"chain": [0], "draw": np.arange(4), "treatment": ["b"],
+                              "site": ["S2", "S1"]})
+    tree = {"posterior": post}
+    if constant is not None:
+        tree["constant_data"] = xr.Dataset(constant)
+    return xr.DataTree.from_dict(tree)
+
+
+def test_draws_from_weibull_and_pwe_posteriors():
+    from types import SimpleNamespace
+
+    from bayes_ablation.monitoring.ppos import draws_from_posterior
+
+    u = np.array([[[0.1, -0.2], [0.3, 0.0], [0.2, 0.1], [-0.1, 0.4]]])
+    common = {"log_hr": (("chain", "draw", "treatment"), [[[-0.1], [-0.2], [-0.3], [-0.4]]]),
+              "u_site": (("chain", "draw", "site"), u),
+              "sigma_site": (("chain", "draw"), [[0.5, 0.5, 0.5, 0.5]])}
+    weibull = _fake_fit({**common,
+                         "weibull_shape": (("chain", "draw"), [[1.0, 1.1, 1.2, 1.3]]),
+                         "log_cumhaz_ref": (("chain", "draw"), [[-1.0, -1.0, -1.0, -1.0]])})
+    spec = SimpleNamespace(model="weibull", model_options={"time_ref_months": 12.0})
+    rng = np.random.default_rng(0)
+    d = draws_from_posterior(weibull, spec, ("S2", "S1"), ("S1", "S2", "S3"), 4, rng)
+    order = np.argsort(d.log_hr)[::-1]            # thinning permutes draws: realign by log HR
+    assert np.allclose(d.log_hr[order], [-0.1, -0.2, -0.3, -0.4])
+    assert np.allclose(d.u_site[order, 1], u[0, :, 0])   # S2 is the data's first site
+    assert np.allclose(d.u_site[order, 0], u[0, :, 1])
+    assert np.allclose(d.log_lam0, -1.0 - d.shape * np.log(12.0))
+    assert np.all(d.u_site[:, 2] != 0)             # unplanned-for-data site: drawn N(0, σ²)
+
+    pwe = _fake_fit({**common,
+                     "log_hazard": (("chain", "draw", "interval"), np.full((1, 4, 3), -3.0)),
+                     "log_hr_interval": (("chain", "draw", "treatment", "interval"),
+                                         np.tile([-0.5, -0.2, 0.1], (1, 4, 1, 1)))},
+                    {"interval_start": ("interval", [0.0, 6.0, 12.0])})
+    spec = SimpleNamespace(model="piecewise_exponential", model_options={})
+    d = draws_from_posterior(pwe, spec, ("S2", "S1"), ("S1", "S2"), 4, rng)
+    assert np.allclose(d.bounds, [0.0, 6.0, 12.0, np.inf])
+    assert np.allclose(d.log_rate[:, 0], -3.0)
+    assert np.allclose(d.log_rate[:, 1], [-3.5, -3.2, -2.9])   # time-varying HR per interval
