@@ -2,9 +2,12 @@
 
 For each simulated interim look the same data are analysed twice:
 
-* MCMC: the project's piecewise-exponential analysis model (``models/pfs_piecewise_site.toml``
-  with the design's fixed cut points and proportional hazards), nutpie, 4 chains x 2500 draws,
-  compiled once and re-used with new data;
+* MCMC (nutpie, 4 chains x 2500 draws, compiled once and re-used with new data) of either
+  ``--reference exact``: the fast path's own model (:mod:`bayes_ablation.models.
+  fast_reference`; the difference is then the Laplace/σ-quadrature approximation alone), or
+  ``--reference pwe``: the project's piecewise-exponential analysis model
+  (``models/pfs_piecewise_site.toml`` with the design's fixed cut points and proportional
+  hazards; random-walk baseline prior — needs the ``piecewise_exponential`` family);
 * fast: :func:`bayes_ablation.monitoring.fast.fast_posterior` with the design's ``[fast]``
   settings (``models/interim_design.toml``).
 
@@ -36,29 +39,38 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=70)
     parser.add_argument("--looks", default="40,80,150")
     parser.add_argument("--n-patients", type=int, default=300)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fast_vs_mcmc.csv"))
+    parser.add_argument("--reference", choices=("exact", "pwe"), default="exact")
+    parser.add_argument("--out", default=None, help="CSV of per-look results "
+                        "(default bench/results/fast_vs_mcmc_<reference>.csv)")
     args = parser.parse_args()
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'pytensor'}")
+
+    import nutpie
 
     from bayes_ablation.data.cut import cut_latent
     from bayes_ablation.data.schema import patients_from_frame
     from bayes_ablation.inference import sample
     from bayes_ablation.models.build import build_model
+    from bayes_ablation.models.fast_reference import build_fast_reference
     from bayes_ablation.monitoring.design import load_design
-    from bayes_ablation.monitoring.fast import FastModel, fast_posterior
+    from bayes_ablation.monitoring.fast import FastModel, fast_posterior, suff_stats
     from bayes_ablation.monitoring.oc import event_calendar_times, simulate_latent
     from bayes_ablation.parallel import rng_for
     from bayes_ablation.spec import load_spec, parse_spec
 
     design = load_design(ROOT / "models" / "interim_design.toml")
-    base = load_spec(ROOT / "models" / "pfs_piecewise_site.toml")
-    raw = json.loads(json.dumps(base.raw))
-    raw["model"] = {"family": "piecewise_exponential",
-                    "cuts_months": list(design.fast.cuts_months)}
-    raw["priors"].pop("sigma_log_hr_rw", None)
-    raw["sampler"].update(chains=4, draws=2500, tune=1000)
-    spec = parse_spec(raw, "pfs_piecewise_site (fixed cuts, PH)")
+    out = args.out or str(ROOT / "bench" / "results" / f"fast_vs_mcmc_{args.reference}.csv")
+    spec = None
+    if args.reference == "pwe":
+        base = load_spec(ROOT / "models" / "pfs_piecewise_site.toml")
+        raw = json.loads(json.dumps(base.raw))
+        raw["model"] = {"family": "piecewise_exponential",
+                        "cuts_months": list(design.fast.cuts_months)}
+        raw["priors"].pop("sigma_log_hr_rw", None)
+        raw["sampler"].update(chains=4, draws=2500, tune=1000)
+        spec = parse_spec(raw, "pfs_piecewise_site (fixed cuts, PH)")
     fast_model = FastModel.from_design(design)
+    compiled = None
     sites = design.accrual.sites
     looks = [int(x) for x in args.looks.split(",")]
     log_hrs = [0.0, -0.2, -0.36]
@@ -84,10 +96,24 @@ def main() -> None:
                 "time_months": c["time"], "event": c["event"]})
             patients = patients_from_frame(frame, reference_arm="postoperative")
             t0 = time.perf_counter()
-            model = build_model(spec, patients)
-            res = sample(model, spec.sampler, cache_key=("bench_fast_vs_mcmc",))
-            log_hr = res.idata.posterior["log_hr"].isel(treatment=0).values.ravel()
-            divergences = int(res.idata.sample_stats["diverging"].sum())
+            if spec is not None:
+                res = sample(build_model(spec, patients), spec.sampler,
+                             cache_key=("bench_fast_vs_mcmc",))
+                trace = res.idata
+            else:
+                d, e = suff_stats(c["time"][None], c["event"][None], tr.site[en], tr.arm[en],
+                                  fast_model.cuts_months, fast_model.n_sites)
+                if compiled is None:
+                    compiled = nutpie.compile_pymc_model(build_fast_reference(
+                        d[0], e[0], baseline_mu=fast_model.baseline_mu,
+                        baseline_sd=fast_model.baseline_sd, log_hr_mu=fast_model.log_hr_mu,
+                        log_hr_sd=fast_model.log_hr_sd,
+                        sigma_site=design.spec.priors["sigma_site"]))
+                trace = nutpie.sample(compiled.with_data(events=d[0], exposure=e[0]),
+                                      draws=2500, tune=1000, chains=4, cores=2,
+                                      seed=1000 + len(rows), progress_bar=False)
+            log_hr = trace.posterior["log_hr"].isel(treatment=0).values.ravel()
+            divergences = int(trace.sample_stats["diverging"].sum())
             t1 = time.perf_counter()
             fp = fast_posterior(patients, fast_model, sites)
             t2 = time.perf_counter()
@@ -108,11 +134,11 @@ def main() -> None:
             print(f"  {trial + 1} trials, {len(rows)} looks, {time.perf_counter() - started:.0f} s",
                   flush=True)
     df = pd.DataFrame(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
-    n_draws = spec.sampler.chains * spec.sampler.draws
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    n_draws = 4 * 2500
     print(f"\n{len(df)} simulated looks ({args.trials} trials; looks at {looks} events; "
-          f"{n_draws} MCMC draws each); {dt.date.today()}")
+          f"{n_draws} MCMC draws each; reference: {args.reference}); {dt.date.today()}")
     for cutoff in ("1", "0.8"):
         diff = (df[f"fast_P(HR<{cutoff})"] - df[f"mcmc_P(HR<{cutoff})"]).abs()
         p = df[f"mcmc_P(HR<{cutoff})"]
