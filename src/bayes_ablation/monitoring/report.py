@@ -177,26 +177,27 @@ def write_monitor_report(out: str | Path, design: Design, looks: Sequence[LookRe
 # ------------------------------------------------------------------------------ OC figure
 
 def oc_figure(summaries: dict[str, Any], n_looks: int) -> Figure:
-    """Per scenario: cumulative probability of stopping for efficacy / futility by look, and
-    the probability of success overall (error bars: ± 2 MC SE)."""
+    """Per scenario: cumulative probability of stopping for efficacy (or success at the final
+    analysis) and for futility by analysis, and P(efficacy declared) (error bars: ± 2 MC SE)."""
     from bayes_ablation.report.plots import _color, plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(1, n_looks + 2)
     labels = [f"look {k}" for k in range(1, n_looks + 1)] + ["final"]
     for i, (name, s) in enumerate(summaries.items()):
-        eff = np.array([s["stop_efficacy"][k]["p"] for k in range(n_looks)] + [s["final_success"]["p"]])
-        eff_se = np.array([s["stop_efficacy"][k]["mcse"] for k in range(n_looks)]
-                          + [s["final_success"]["mcse"]])
-        fut = np.array([s["stop_futility"][k]["p"] for k in range(n_looks)] + [0.0])
-        axes[0].errorbar(x, np.cumsum(eff), yerr=2 * eff_se, fmt="o-", color=_color(i),
-                         capsize=3, label=f"{name}: efficacy / success")
-        axes[0].plot(x, np.cumsum(fut), "s--", color=_color(i), alpha=0.7,
-                     label=f"{name}: futility")
+        n = s["n_trials"]
+        eff = np.cumsum([s["stop_efficacy"][k]["p"] for k in range(n_looks)]
+                        + [s["final_success"]["p"]])
+        fut = np.cumsum([s["stop_futility"][k]["p"] for k in range(n_looks)] + [0.0])
+        axes[0].errorbar(x, eff, yerr=2 * np.sqrt(eff * (1 - eff) / n), fmt="o-",
+                         color=_color(i), capsize=3, label=f"{name}: efficacy / success")
+        axes[0].errorbar(x, fut, yerr=2 * np.sqrt(fut * (1 - fut) / n), fmt="s--",
+                         color=_color(i), alpha=0.7, capsize=3, label=f"{name}: futility")
         axes[1].bar(i, s["reject"]["p"], yerr=2 * s["reject"]["mcse"], color=_color(i),
                     capsize=4)
-        axes[1].annotate(f"{s['reject']['p']:.3f}", (i, s["reject"]["p"]), ha="center",
-                         va="bottom", xytext=(0, 4), textcoords="offset points", fontsize=9)
+        axes[1].annotate(f"{s['reject']['p']:.3f} ± {s['reject']['mcse']:.3f}",
+                         (i + 0.42, s["reject"]["p"]), ha="right", va="bottom",
+                         xytext=(0, 3), textcoords="offset points", fontsize=9)
     axes[0].set_xticks(x, labels)
     axes[0].set_ylabel("cumulative probability")
     axes[0].set_title("Stopping by analysis")
