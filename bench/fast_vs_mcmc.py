@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--n-patients", type=int, default=300)
     parser.add_argument("--reference", choices=("exact", "pwe"), default="exact")
     parser.add_argument("--out", default=None, help="CSV of per-look results "
-                        "(default bench/results/fast_vs_mcmc_<reference>.csv)")
+                        "(default bench/outputs/fast_vs_mcmc_<reference>.csv)")
     args = parser.parse_args()
     os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'pytensor'}")
 
@@ -59,7 +59,7 @@ def main() -> None:
     from bayes_ablation.spec import load_spec, parse_spec
 
     design = load_design(ROOT / "models" / "interim_design.toml")
-    out = args.out or str(ROOT / "bench" / "results" / f"fast_vs_mcmc_{args.reference}.csv")
+    out = args.out or str(ROOT / "bench" / "outputs" / f"fast_vs_mcmc_{args.reference}.csv")
     spec = None
     if args.reference == "pwe":
         base = load_spec(ROOT / "models" / "pfs_piecewise_site.toml")
