@@ -1,5 +1,6 @@
 """Operating characteristics: analytic single-look type I error, reproducibility across
-chunking / workers / Dask, checkpoint resume, CLI."""
+chunking / block size / workers, checkpoint resume, CLI. (The Dask path of the runner is
+tested with a LocalCluster in test_parallel.py.)"""
 
 from __future__ import annotations
 
@@ -72,16 +73,6 @@ def test_results_do_not_depend_on_chunking_or_workers(small_design, tmp_path):
     d = run_oc(small_design, ["null", "alt"], 24, workers=1, chunk_size=3, block_size=4,
                progress=False, checkpoint_dir=tmp_path)
     assert c["scenarios"] == d["scenarios"] == a["scenarios"]
-
-
-def test_dask_local_cluster_gives_the_same_characteristics(small_design):
-    distributed = pytest.importorskip("distributed")
-    local = run_oc(small_design, ["null"], 12, workers=1, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        remote = run_oc(small_design, ["null"], 12, scheduler=cluster.scheduler_address,
-                        chunk_size=1, block_size=4, progress=False)
-    assert remote["scenarios"] == local["scenarios"]
 
 
 def test_oc_cli_writes_a_report(tmp_path):

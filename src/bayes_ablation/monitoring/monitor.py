@@ -96,7 +96,7 @@ def run_look(design: Design, dated: DatedTable, cut_date: dt.date, *, look: int 
     final = is_final_analysis(design, cut_data)
     patients = cut_data.patients
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.chains}x{spec.sampler.draws} draws)")
-    fit = analysis.fit(spec, patients, progress=progress, run_ppc=False, log_likelihood=False)
+    fit = analysis.fit(spec, patients, progress=progress, run_ppc=False)
     log_hr = fit.idata.posterior["log_hr"].isel(treatment=0).values.ravel()
     probs = {prob_key(c): float(np.mean(log_hr < np.log(c))) for c in design.hr_cutoffs}
     treatment = patients.treatments[0]
