@@ -1,6 +1,5 @@
 """Operating characteristics: analytic single-look type I error, reproducibility across
-chunking / block size / workers, checkpoint resume, CLI. (The Dask path of the runner is
-tested with a LocalCluster in test_parallel.py.)"""
+chunking / block size / workers / a Dask LocalCluster, checkpoint resume, CLI."""
 
 from __future__ import annotations
 
@@ -73,6 +72,13 @@ def test_results_do_not_depend_on_chunking_or_workers(small_design, tmp_path):
     d = run_oc(small_design, ["null", "alt"], 24, workers=1, chunk_size=3, block_size=4,
                progress=False, checkpoint_dir=tmp_path)
     assert c["scenarios"] == d["scenarios"] == a["scenarios"]
+
+
+def test_dask_cluster_gives_the_same_characteristics(small_design, dask_scheduler):
+    local = run_oc(small_design, ["null"], 8, workers=1, block_size=4, progress=False)
+    remote = run_oc(small_design, ["null"], 8, scheduler=dask_scheduler, chunk_size=1,
+                    block_size=4, progress=False)
+    assert remote["scenarios"] == local["scenarios"]
 
 
 def test_oc_cli_writes_a_report(tmp_path):

@@ -101,12 +101,9 @@ def test_task_errors_name_the_task():
         run_tasks(failing, list(range(6)), workers=2, chunk_size=2, progress=False)
 
 
-def test_dask_local_cluster_gives_the_same_results(tmp_path):
-    distributed = pytest.importorskip("distributed")
+def test_dask_local_cluster_gives_the_same_results(tmp_path, dask_scheduler):
     serial = [noisy_mean(t) for t in TASKS]
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        out = run_tasks(noisy_mean, TASKS, scheduler=cluster.scheduler_address, chunk_size=6,
-                        checkpoint_dir=tmp_path, progress=False)
+    out = run_tasks(noisy_mean, TASKS, scheduler=dask_scheduler, chunk_size=6,
+                    checkpoint_dir=tmp_path, progress=False)
     assert out == serial
     assert len(load_checkpoints(tmp_path, TASKS)) == len(TASKS)
