@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bayes_ablation.data.cut import DAYS_PER_MONTH, cut, cut_latent, read_dated, validate_dated
-from bayes_ablation.data.simulate import simulate_dated_trial
+from bayes_ablation.data.simulate_dated import simulate_dated_trial
 from bayes_ablation.errors import DataValidationError
 
 HAND = pd.DataFrame({

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bayes_ablation.cli import main
-from bayes_ablation.data.simulate import simulate_dated_trial
+from bayes_ablation.data.simulate_dated import simulate_dated_trial
 from tests.conftest import MODELS
 
 

@@ -41,7 +41,8 @@ def _ensure_hash_seed(argv: Sequence[str] | None) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bayes_ablation.bundle import atomic_write_text
-    from bayes_ablation.data.simulate import simulate_dated_trial, simulate_trial
+    from bayes_ablation.data.simulate import simulate_trial
+    from bayes_ablation.data.simulate_dated import simulate_dated_trial
 
     out = Path(args.out)
     if out.exists() and not args.force:
