@@ -41,3 +41,13 @@ def fit600(small_weibull_spec, trial600):
     from bayes_ablation.analysis import fit
 
     return fit(small_weibull_spec, trial600[1], ppc_draws=60)
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """Address of a two-process Dask LocalCluster started for the session (skips without
+    dask.distributed)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield cluster.scheduler_address

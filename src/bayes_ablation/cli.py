@@ -42,20 +42,23 @@ def _ensure_hash_seed(argv: Sequence[str] | None) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bayes_ablation.bundle import atomic_write_text
     from bayes_ablation.data.simulate import simulate_trial
+    from bayes_ablation.data.simulate_dated import simulate_dated_trial
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise BayesAblationError(f"{out} exists; pass --force to replace it")
-    sim = simulate_trial(args.n_patients, args.sites, args.log_hr, seed=args.seed,
-                         weibull_shape=args.shape, median_ref_months=args.median_ref,
-                         sigma_site=args.sigma_site, accrual_months=args.accrual,
-                         followup_months=args.followup, dropout_per_month=args.dropout,
-                         arms=tuple(args.arms))
+    kwargs = {"start_date": args.start_date} if args.start_date else {}
+    sim = (simulate_dated_trial if args.start_date else simulate_trial)(
+        args.n_patients, args.sites, args.log_hr, seed=args.seed,
+        weibull_shape=args.shape, median_ref_months=args.median_ref,
+        sigma_site=args.sigma_site, accrual_months=args.accrual,
+        followup_months=args.followup, dropout_per_month=args.dropout,
+        arms=tuple(args.arms), **kwargs)
     atomic_write_text(out, sim.frame.to_csv(index=False))
     if args.truth:
         import json
         atomic_write_text(Path(args.truth), json.dumps(sim.truth, indent=2))
-    n_events = int(sim.frame["event"].sum())
+    n_events = int(sim.details["event_time_months"].le(sim.details["censor_time_months"]).sum())
     print(f"wrote {out}: {len(sim.frame)} patients, {args.sites} sites, {n_events} events "
           f"(true log HR {args.log_hr})")
     return 0
@@ -151,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", nargs="+", default=["postoperative", "perioperative"],
                    help="arm labels, reference first")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--start-date", help="write a dated table (randomised_on, progressed_on, "
+                   "last_followup_on) with the first randomisation on this date (YYYY-MM-DD)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--truth", help="also write the true parameters as JSON here")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -187,10 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+def _monitoring_commands(sub: argparse._SubParsersAction) -> None:
+    from bayes_ablation.monitoring.commands import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_monitoring_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in ("simulate",):
+    if args.command not in ("simulate", "oc"):
         _ensure_hash_seed(argv)
     try:
         return int(args.func(args) or 0)

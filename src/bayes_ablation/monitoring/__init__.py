@@ -1,0 +1,2 @@
+"""Interim monitoring: designs, fast posterior path, predictive probability of success,
+decisions, ledger, operating characteristics."""
