@@ -98,7 +98,26 @@ def _fit_pfs(spec, args: argparse.Namespace):
     return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty())
 
 
-FITTERS: dict[str, Callable] = {"pfs": _fit_pfs}
+def _fit_local_recurrence(spec, args: argparse.Namespace):
+    from bayes_ablation.analysis import fit
+    from bayes_ablation.data.lesions import read_lr_data
+
+    if not args.lesions:
+        raise BayesAblationError("the local_recurrence endpoint needs --lesions (the lesion "
+                                 "table) next to --data (the patient table)")
+    lesions = read_lr_data(args.data, args.lesions, spec)
+    patients = lesions.patients
+    _say(f"validated {patients.n_patients} patients ({int(patients.event.sum())} deaths) in "
+         f"{len(patients.sites)} sites, {lesions.n_lesions} lesions "
+         f"({int(lesions.observed.sum())} with local recurrence), arms {list(patients.arms)}")
+    for warning in lesions.warnings:
+        _say(f"warning: {warning}")
+    _say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
+         f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
+    return fit(spec, patients, lesions=lesions, progress=not args.quiet and sys.stderr.isatty())
+
+
+FITTERS: dict[str, Callable] = {"pfs": _fit_pfs, "local_recurrence": _fit_local_recurrence}
 
 
 def _print_result(result, out: str) -> None:
@@ -107,11 +126,16 @@ def _print_result(result, out: str) -> None:
     print(f"bundle: {out}")
     print(f"diagnostics gate {gate}")
     table = result.estimand_table
-    for _, row in table[table["estimand"].isin(["hr", "rmst_difference"])].iterrows():
-        print(f"  {row['label']:<45} median {row['median']:.3f}  "
+    headline = result.extras.get("headline_labels")
+    rows = table[table["label"].isin(headline)] if headline is not None else \
+        table[table["estimand"].isin(["hr", "rmst_difference"])]
+    width = max([45, *(len(str(label)) for label in rows["label"]),
+                 *(len(k) for k in result.probabilities)])
+    for _, row in rows.iterrows():
+        print(f"  {row['label']:<{width}} median {row['median']:.3f}  "
               f"95% [{row['q2.5']:.3f}, {row['q97.5']:.3f}]")
     for k, v in result.probabilities.items():
-        print(f"  {k:<45} {v:.3f}")
+        print(f"  {k:<{width}} {v:.3f}")
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -147,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="run a pre-specified analysis and write a result bundle")
     p.add_argument("--spec", required=True, help="analysis spec (models/*.toml)")
     p.add_argument("--data", required=True, help="patient table (CSV or Parquet)")
+    p.add_argument("--lesions", help="lesion table (CSV or Parquet) for the local_recurrence "
+                                     "endpoint: patient_id, lesion_id, lr_lower_months, "
+                                     "lr_upper_months[, size_cm, margin_mm, modality]")
     p.add_argument("--out", required=True, help="result bundle folder to create")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--strict", action="store_true",
