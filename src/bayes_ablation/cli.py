@@ -19,6 +19,12 @@ from bayes_ablation.errors import BayesAblationError
 _T0 = time.perf_counter()
 
 
+class _UsageError(BayesAblationError):
+    """Arguments that do not fit the analysis (invalid input: exit code 2)."""
+
+    exit_code = 2
+
+
 def _say(msg: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
@@ -103,8 +109,8 @@ def _fit_local_recurrence(spec, args: argparse.Namespace):
     from bayes_ablation.data.lesions import read_lr_data
 
     if not args.lesions:
-        raise BayesAblationError("the local_recurrence endpoint needs --lesions (the lesion "
-                                 "table) next to --data (the patient table)")
+        raise _UsageError("the local_recurrence endpoint needs --lesions (the lesion table) "
+                          "next to --data (the patient table)")
     lesions = read_lr_data(args.data, args.lesions, spec)
     patients = lesions.patients
     _say(f"validated {patients.n_patients} patients ({int(patients.event.sum())} deaths) in "

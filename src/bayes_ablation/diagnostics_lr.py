@@ -222,3 +222,24 @@ def lr_ppc(idata: xr.DataTree, spec: Any, lesions: LesionTable, n_draws: int = 2
     out["lr_cumulative_incidence"] = cumulative_incidence_check(idata, spec, lesions,
                                                                 n_draws, seed)
     return out
+
+
+def lr_loo(idata: xr.DataTree, model: Any) -> tuple[Any, int]:
+    """PSIS-LOO over lesions (pointwise log-likelihood of ``lr``), via ArviZ.
+
+    Lesions never scanned after the ablation (L = 0, no LR seen) have log-likelihood 0 under
+    every draw: their LOO contribution is exactly 0 and PSIS cannot smooth a constant, so they
+    are left out of the PSIS call. Returns (ArviZ ELPD result, number of such lesions).
+    """
+    import arviz as az
+    import pymc as pm
+
+    tree = xr.DataTree.from_dict({"posterior": idata.posterior.to_dataset()})
+    pm.compute_log_likelihood(tree, model=model, var_names=["lr"], progressbar=False)
+    ll = tree["log_likelihood"].to_dataset()["lr"]
+    constant = (ll.std(("chain", "draw")) == 0).values
+    subset = xr.DataTree.from_dict({
+        "posterior": idata.posterior.to_dataset(),
+        "log_likelihood": xr.Dataset({"lr": ll.isel(lesion=np.flatnonzero(~constant))}),
+    })
+    return az.loo(subset, var_name="lr"), int(constant.sum())
