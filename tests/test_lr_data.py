@@ -218,3 +218,12 @@ def test_simulator_is_reproducible_valid_and_follows_the_schedule():
     assert np.all(t[~seen] > lo[~seen])
     none = simulate_lr_trial(120, n_sites=3, seed=5, no_deaths=True)
     assert none.patients["died"].sum() == 0
+
+
+def test_lesions_never_scanned_are_kept_with_one_warning():
+    l = _lesions()
+    l.loc[[1, 3], "lr_lower_months"] = "0"
+    table = _validate(lesions=l)
+    assert table.n_lesions == 5
+    [warning] = table.warnings
+    assert warning.column == "lr_lower_months" and "rows 2, 4 (2 lesions)" in str(warning)

@@ -67,6 +67,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_lr(args: argparse.Namespace) -> int:
+    import json
+
+    from bayes_ablation.bundle import atomic_write_text
+    from bayes_ablation.data.simulate_lr import simulate_lr_trial
+
+    outs = [Path(args.out_patients), Path(args.out_lesions)]
+    for out in outs:
+        if out.exists() and not args.force:
+            raise _UsageError(f"{out} exists; pass --force to replace it")
+    sim = simulate_lr_trial(args.n_patients, args.sites, args.log_hr, seed=args.seed,
+                            sigma_patient=args.sigma_patient, sigma_site=args.sigma_site,
+                            lr_cuminc_24_ref=args.lr_24, death_median_months=args.death_median,
+                            arms=tuple(args.arms))
+    atomic_write_text(outs[0], sim.patients.to_csv(index=False))
+    atomic_write_text(outs[1], sim.lesions.to_csv(index=False))
+    if args.truth:
+        atomic_write_text(Path(args.truth), json.dumps(sim.truth, indent=2))
+    print(f"wrote {outs[0]} ({len(sim.patients)} patients, {int(sim.patients['died'].sum())} "
+          f"deaths) and {outs[1]} ({len(sim.lesions)} lesions, "
+          f"{int(sim.lesions['lr_upper_months'].notna().sum())} with local recurrence; true "
+          f"LR log HR {args.log_hr})")
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from bayes_ablation.bundle import check_destination
     from bayes_ablation.spec import load_spec
@@ -174,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("simulate-lr", help="simulate lesion-level local recurrence (patient "
+                                           "and lesion tables CSV)")
+    p.add_argument("--n-patients", type=int, default=300)
+    p.add_argument("--sites", type=int, default=6)
+    p.add_argument("--log-hr", type=float, default=-0.4, help="true log hazard ratio of LR")
+    p.add_argument("--lr-24", type=float, default=0.07,
+                   help="24-month LR probability of a reference lesion (2 cm, margin >= 5 mm, "
+                        "MWA) in the reference arm, typical patient, no death")
+    p.add_argument("--sigma-patient", type=float, default=0.8, help="patient frailty sd")
+    p.add_argument("--sigma-site", type=float, default=0.3)
+    p.add_argument("--death-median", type=float, default=60.0,
+                   help="median time to death (months)")
+    p.add_argument("--arms", nargs=2, default=["postoperative", "perioperative"],
+                   help="arm labels, reference first")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out-patients", required=True, help="patient table CSV to write")
+    p.add_argument("--out-lesions", required=True, help="lesion table CSV to write")
+    p.add_argument("--truth", help="also write the true parameters as JSON here")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.set_defaults(func=cmd_simulate_lr)
+
     p = sub.add_parser("fit", help="run a pre-specified analysis and write a result bundle")
     p.add_argument("--spec", required=True, help="analysis spec (models/*.toml)")
     p.add_argument("--data", required=True, help="patient table (CSV or Parquet)")
@@ -206,7 +252,7 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in ("simulate",):
+    if args.command not in ("simulate", "simulate-lr"):
         _ensure_hash_seed(argv)
     try:
         return int(args.func(args) or 0)

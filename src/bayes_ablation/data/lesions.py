@@ -308,10 +308,13 @@ def validate_lesions(raw: pd.DataFrame, source: str, patients_raw: pd.DataFrame,
             add(None, cov, present.iloc[0],
                 "a lesion covariate that varies (a constant is not estimable)")
 
-    for r in rows[(lower == 0) & upper_blank]:
-        warnings.append(Problem(source, int(r), "lr_lower_months", 0,
+    unscanned = rows[(lower == 0) & upper_blank]
+    if unscanned.size:
+        shown = ", ".join(map(str, unscanned[:12])) + (", …" if unscanned.size > 12 else "")
+        warnings.append(Problem(source, None, "lr_lower_months",
+                                f"0 on rows {shown} ({unscanned.size} lesions)",
                                 "a scan after the ablation (none recorded and no recurrence: "
-                                "the lesion carries no information on LR; kept)"))
+                                "these lesions carry no information on LR; kept)"))
     counts = frame.groupby("patient_id").size()
     for p, n in counts[counts > MAX_LESIONS_PER_PATIENT].items():
         first = int(rows[(pid == p).to_numpy()][0])

@@ -219,5 +219,9 @@ def lr_report_extras(result: Result, lesions: LesionTable,
     headline = est[(est["estimand"] == "hr") | (
         (est["estimand"] == "cif_lr_difference") & (est.get("lesion_target") == "standardised")
         & (est.get("population") == "average_site"))]["label"].tolist()
+    note = (f"LR hazard ratio &lt; 1 and CIF difference &lt; 0 favour the treatment arm over "
+            f"the reference arm ({html.escape(str(spec.reference_arm))}); the HR is "
+            "conditional on patient frailty and site. Lesion targets and populations are "
+            "explained under “Local recurrence: model and estimands” below.")
     return {"figures": figures, "sections": sections, "summary": summary,
-            "headline_labels": headline}
+            "headline_labels": headline, "estimands_note_html": note}
