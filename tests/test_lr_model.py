@@ -156,12 +156,20 @@ def test_pointwise_log_likelihood_supports_loo(lr_fit, lr_spec):
     assert np.isfinite(loo.elpd) and loo.elpd < 0
 
 
-def test_cli_fits_lr_bundle(lr_sim, tmp_path, capsys):
-    from bayes_ablation.bundle import read_summary
+def test_cli_fits_lr_bundle(lr_fit, lr_sim, tmp_path, capsys):
+    """The CLI on the recovery data with the arms swapped and patients and sites relabelled:
+    same model structure, so the compiled model is reused with the new data swapped in."""
+    from bayes_ablation.bundle import open_posterior, read_summary
     from bayes_ablation.cli import main
 
-    lr_sim.patients.to_csv(tmp_path / "patients.csv", index=False)
-    lr_sim.lesions.to_csv(tmp_path / "lesions.csv", index=False)
+    patients, lesions = lr_sim.patients.copy(), lr_sim.lesions.copy()
+    patients["arm"] = patients["arm"].map({"postoperative": "perioperative",
+                                           "perioperative": "postoperative"})
+    patients["patient_id"] = "Q" + patients["patient_id"]
+    lesions["patient_id"] = "Q" + lesions["patient_id"]
+    patients["site"] = patients["site"].str.replace("S", "C")
+    patients.to_csv(tmp_path / "patients.csv", index=False)
+    lesions.to_csv(tmp_path / "lesions.csv", index=False)
     out = tmp_path / "bundle"
     args = ["fit", "--spec", str(MODELS / "local_recurrence_lesion.toml"),
             "--data", str(tmp_path / "patients.csv"), "--lesions", str(tmp_path / "lesions.csv"),
@@ -169,6 +177,13 @@ def test_cli_fits_lr_bundle(lr_sim, tmp_path, capsys):
     assert main(args) == 0
     summary = read_summary(out)
     assert summary["analysis"]["endpoint"] == "local_recurrence"
+    assert summary["provenance"]["timings_seconds"]["compile_cache_hit"] is True
+    first = float(lr_fit[0].posterior["log_hr"].mean())
+    swapped = summary["estimands"]["log_hr[perioperative]"]["mean"]
+    assert first < -0.15 and swapped == pytest.approx(-first, abs=0.15)
+    post = open_posterior(out)["posterior"]
+    assert str(post["z_patient"]["patient"].values[0]).startswith("Q")
+    assert list(post["u_site"]["site"].values) == [f"C{i:02d}" for i in range(1, 7)]
     assert summary["provenance"]["n_lesions"] == len(lr_sim.lesions)
     assert "posterior_predictive_lr" in summary
     html = (out / "report.html").read_text()
@@ -178,7 +193,7 @@ def test_cli_fits_lr_bundle(lr_sim, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "cif_lr_difference[perioperative, standardised, average_site, t=24]" in printed
 
-    bad = lr_sim.lesions.copy()
+    bad = lesions.copy()
     bad.loc[0, "patient_id"] = "P999"
     bad.loc[1, "lr_upper_months"] = 0.0
     bad.to_csv(tmp_path / "bad.csv", index=False)

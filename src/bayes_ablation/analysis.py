@@ -210,11 +210,12 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
     t0 = time.perf_counter()
     model = build_model(spec, lesions)
     build_s = time.perf_counter() - t0
-    # z_patient has one element per patient: the compiled model's shape depends on it
+    # z_patient has one element per patient: the compiled model's shape depends on it (the
+    # number of lesions may change: lesion data are swapped in with ``with_data``)
     key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
            json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
            json.dumps(spec.raw.get("priors"), sort_keys=True), spec.covariates,
-           patients.n_patients, lesions.n_lesions, cache_key) if cache_key is not None else None
+           patients.n_patients, cache_key) if cache_key is not None else None
     sampled = sample(model, spec.sampler, progress=progress, cache_key=key)
     idata = sampled.idata
     idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))

@@ -147,6 +147,11 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache
                           target_accept=settings.target_accept, progress_bar=progress,
                           save_warmup=False)
     sampling_s = time.perf_counter() - start
+    if hit:  # the compiled model carries the coordinate labels of the data it was built with
+        post = idata.posterior.to_dataset()
+        labels = {d: list(v) for d, v in model.coords.items()
+                  if d in post.dims and v is not None and len(v) == post.sizes[d]}
+        idata["posterior"] = post.assign_coords(labels)
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,

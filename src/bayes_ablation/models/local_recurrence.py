@@ -111,8 +111,10 @@ def build_lr_weibull_model(spec: AnalysisSpec, lesions: LesionTable) -> pm.Model
         pm.Data("x_reference", x_ref, dims="covariate")
         upper_data = pm.Data("lr_upper_safe", upper_safe, dims="lesion")
         interval_data = pm.Data("lr_interval", interval, dims="lesion")
+        lower = pm.Data("lr_lower", lesions.lower, dims="lesion")
         p_arm = pm.Data("arm_idx", patients.arm_idx, dims="patient")
         died = pm.Data("died", patients.event.astype(float), dims="patient")
+        followup = pm.Data("followup_months", patients.time, dims="patient")
 
         alpha = prior("log_cumhaz_ref", spec.priors["log_cumhaz_ref"])
         k = prior("weibull_shape", spec.priors["weibull_shape"])
@@ -123,7 +125,7 @@ def build_lr_weibull_model(spec: AnalysisSpec, lesions: LesionTable) -> pm.Model
             eta = eta + sigma_patient * z_patient[patient_idx]
         log_lam = alpha - k * np.log(t_ref) + eta
         pm.CustomDist("lr", log_lam, k, upper_data, interval_data, logp=_lr_logp,
-                      random=_lr_random, observed=lesions.lower, dims="lesion")
+                      random=_lr_random, observed=lower, dims="lesion")
 
         alpha_d = prior("death_log_cumhaz_ref", spec.priors["death_log_cumhaz_ref"])
         k_d = prior("death_weibull_shape", spec.priors["death_weibull_shape"])
@@ -132,7 +134,7 @@ def build_lr_weibull_model(spec: AnalysisSpec, lesions: LesionTable) -> pm.Model
         log_lam_d = (alpha_d - k_d * np.log(t_ref)
                      + pt.concatenate([pt.zeros(1), log_hr_d])[p_arm])
         pm.CustomDist("death", log_lam_d, k_d, died, logp=_death_logp, random=weibull_random,
-                      observed=patients.time, dims="patient")
+                      observed=followup, dims="patient")
     return model
 
 
