@@ -206,3 +206,44 @@ def test_cli_fits_lr_bundle(lr_fit, lr_sim, tmp_path, capsys):
     assert not (tmp_path / "b2").exists()
     assert main(common) == 2
     assert "--lesions" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_narrow_interval_fit_matches_the_right_censored_weibull_fit():
+    """One lesion per patient, no frailty, no covariates: the LR model fitted to intervals of
+    width 1e-4 around the exact times gives the posterior of the right-censored Weibull PH
+    model (``models/pfs.py``) fitted to the exact times under the same priors."""
+    import pandas as pd
+
+    from bayes_ablation.analysis import fit
+    from bayes_ablation.data.schema import patients_from_frame
+
+    sim = simulate_lr_trial(300, n_sites=6, seed=4, p_single_lesion=1.0, sigma_patient=0.0,
+                            beta_size_per_cm=0.0, beta_margin_lt_5mm=0.0, beta_rfa=0.0,
+                            lr_cuminc_24_ref=0.4, no_deaths=True)
+    t = sim.details["lr_time_months"].to_numpy()
+    c = sim.details["followup_months"].to_numpy()
+    event = t <= c
+    time = np.minimum(t, c)
+    eps = 1e-4
+    lesions = sim.lesions.assign(lr_lower_months=np.where(event, time - eps, time),
+                                 lr_upper_months=np.where(event, time, np.nan))
+    pfs = load_spec(MODELS / "pfs_weibull_site.toml").with_sampler(chains=4, draws=1000)
+    lr = load_spec(MODELS / "local_recurrence_lesion.toml").updated(
+        analysis={"covariates": []}, model={"patient_frailty": False},
+        priors={name: pfs.raw["priors"][name] for name in ("log_hr", "log_cumhaz_ref",
+                                                          "weibull_shape", "sigma_site")}
+        | {"sigma_patient": None, "beta_covariates": None},
+        sampler={"chains": 4, "draws": 1000})
+    table = lr_data_from_frames(sim.patients, lesions, reference_arm=lr.reference_arm)
+    lr_fit = fit(lr, table.patients, lesions=table, run_ppc=False)
+    frame = pd.DataFrame({"patient_id": sim.patients["patient_id"],
+                          "site": sim.patients["site"], "arm": sim.patients["arm"],
+                          "time_months": time, "event": event.astype(int)})
+    pfs_fit = fit(pfs, patients_from_frame(frame, reference_arm=pfs.reference_arm),
+                  run_ppc=False)
+    for name in ("log_hr", "log_cumhaz_ref", "weibull_shape", "sigma_site"):
+        a = lr_fit.posterior[name].values.ravel()
+        b = pfs_fit.posterior[name].values.ravel()
+        assert abs(a.mean() - b.mean()) < 0.1 * b.std(), name
+        assert abs(a.std() / b.std() - 1) < 0.1, name
