@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -227,3 +229,25 @@ def test_lesions_never_scanned_are_kept_with_one_warning():
     assert table.n_lesions == 5
     [warning] = table.warnings
     assert warning.column == "lr_lower_months" and "rows 2, 4 (2 lesions)" in str(warning)
+
+
+def test_lr_spec_requires_its_priors_and_checks_the_reference_lesion():
+    from bayes_ablation.spec import load_spec, parse_spec
+    from tests.conftest import MODELS
+
+    spec = load_spec(MODELS / "local_recurrence_lesion.toml")
+    assert spec.endpoint == "local_recurrence" and spec.model == "lr_weibull"
+    assert {"sigma_patient", "death_log_hr", "death_weibull_shape"} <= set(spec.priors)
+    no_frailty = spec.updated(model={"patient_frailty": False}, priors={"sigma_patient": None})
+    assert "sigma_patient" not in no_frailty.priors
+    raw = json.loads(json.dumps(spec.raw))
+    raw["priors"].pop("sigma_patient")
+    raw["model"]["reference_lesion"] = {"size_cm": [2]}
+    raw["priors"]["death_weibull_shape"] = {"family": "normal", "mu": 0, "sigma": 1,
+                                            "rationale": "x"}
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw, "lr.toml")
+    text = str(err.value)
+    assert "needs a prior for 'sigma_patient'" in text
+    assert "reference_lesion size_cm must be a number or a label" in text
+    assert "[priors.death_weibull_shape] is a positive quantity" in text
