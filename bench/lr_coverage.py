@@ -82,7 +82,8 @@ def main() -> None:
             lo, hi = np.quantile(da.values.ravel(), [0.025, 0.975])
             hits.setdefault(name, []).append(bool(lo <= truth[name] <= hi))
             widths.setdefault(name, []).append(float(hi - lo))
-        gate = "pass" if result.diagnostics.passed else "FAIL"
+        gate = "pass" if result.diagnostics.passed else \
+            "FAIL (" + "; ".join(result.diagnostics.failures) + ")"
         print(f"trial {trial + 1}/{args.trials}: gate {gate}, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
     n = args.trials
