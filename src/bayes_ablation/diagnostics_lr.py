@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_ablation.data.lesions import LesionTable
+from bayes_ablation.models.piecewise import DEFAULT_CUTS_MONTHS, exposure, invert_cumhaz
 
 SIZE_BANDS_CM = (2.0, 3.0)
 
@@ -84,10 +85,9 @@ def scan_horizons(lesions: LesionTable, n_samples: int, rng: np.random.Generator
     return np.minimum(out, lesions.patients.time[None, :])
 
 
-def lesion_log_lambda(post: xr.Dataset, cdata: xr.Dataset, spec: Any) -> np.ndarray:
-    """log λ_ij (sample, lesion) of S_LR(t) = exp(−λ t^k) from thinned draws, with each
-    lesion's own site effect and patient frailty."""
-    t_ref = float(spec.model_options.get("time_ref_months", 12.0))
+def lesion_eta(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
+    """η_ij (sample, lesion) from thinned draws: arm, covariates, each lesion's own site effect
+    and patient frailty (the baseline hazard excluded)."""
     arm = np.asarray(cdata["lesion_arm_idx"].values, int)
     site = np.asarray(cdata["lesion_site_idx"].values, int)
     pat = np.asarray(cdata["lesion_patient_idx"].values, int)
@@ -105,8 +105,32 @@ def lesion_log_lambda(post: xr.Dataset, cdata: xr.Dataset, spec: Any) -> np.ndar
     if "z_patient" in post:
         z = post["z_patient"].transpose("sample", "patient").values
         eta = eta + post["sigma_patient"].values[:, None] * z[:, pat]
+    return eta
+
+
+def baseline_cumhaz(post: xr.Dataset, spec: Any, times: np.ndarray) -> np.ndarray:
+    """Baseline cumulative LR hazard H₀(t) (sample, time) of the model family."""
+    times = np.asarray(times, float)
+    if spec.model == "lr_pwe":
+        cuts = spec.model_options.get("cuts_months", DEFAULT_CUTS_MONTHS)
+        rates = np.exp(post["log_hazard_baseline"].transpose("sample", "interval").values)
+        return rates @ exposure(times, cuts).T
+    t_ref = float(spec.model_options.get("time_ref_months", 12.0))
     k = post["weibull_shape"].values[:, None]
-    return post["log_cumhaz_ref"].values[:, None] - k * np.log(t_ref) + eta
+    log_lam0 = post["log_cumhaz_ref"].values[:, None] - k * np.log(t_ref)
+    return np.exp(log_lam0) * times[None, :] ** k
+
+
+def baseline_inverse(post: xr.Dataset, spec: Any, h: np.ndarray) -> np.ndarray:
+    """T with H₀(T) = h, per draw (``h`` has shape (sample, …))."""
+    if spec.model == "lr_pwe":
+        cuts = spec.model_options.get("cuts_months", DEFAULT_CUTS_MONTHS)
+        rates = np.exp(post["log_hazard_baseline"].transpose("sample", "interval").values)
+        return np.stack([invert_cumhaz(h[s], rates[s], cuts) for s in range(h.shape[0])])
+    t_ref = float(spec.model_options.get("time_ref_months", 12.0))
+    k = post["weibull_shape"].values.reshape(-1, *([1] * (h.ndim - 1)))
+    log_lam0 = post["log_cumhaz_ref"].values.reshape(k.shape) - k * np.log(t_ref)
+    return (h / np.exp(log_lam0)) ** (1.0 / k)
 
 
 def replicate_observed_lr(idata: xr.DataTree, spec: Any, lesions: LesionTable,
@@ -116,10 +140,9 @@ def replicate_observed_lr(idata: xr.DataTree, spec: Any, lesions: LesionTable,
 
     rng = np.random.default_rng(seed)
     post = thin(idata.posterior.to_dataset(), n_draws, seed)
-    log_lam = lesion_log_lambda(post, idata.constant_data.to_dataset(), spec)
-    k = post["weibull_shape"].values[:, None]
-    t_lr = (rng.exponential(size=log_lam.shape) / np.exp(log_lam)) ** (1.0 / k)
-    horizon = scan_horizons(lesions, log_lam.shape[0], rng)
+    eta = lesion_eta(post, idata.constant_data.to_dataset())
+    t_lr = baseline_inverse(post, spec, rng.exponential(size=eta.shape) / np.exp(eta))
+    horizon = scan_horizons(lesions, eta.shape[0], rng)
     return (t_lr <= horizon[:, lesions.patient_idx]).astype(int)
 
 
@@ -170,8 +193,7 @@ def cumulative_incidence_check(idata: xr.DataTree, spec: Any, lesions: LesionTab
     from bayes_ablation.predictive import thin
 
     post = thin(idata.posterior.to_dataset(), n_draws, seed)
-    log_lam = lesion_log_lambda(post, idata.constant_data.to_dataset(), spec)
-    k = post["weibull_shape"].values[:, None, None]
+    eta = lesion_eta(post, idata.constant_data.to_dataset())
     lower, upper = lesions.lower, lesions.upper
     # stop where 10% of lesions are still scanned: the NPMLE's tail rests on very few lesions
     t_max = float(np.quantile(np.where(np.isfinite(upper), upper, lower), 0.9))
@@ -181,14 +203,12 @@ def cumulative_incidence_check(idata: xr.DataTree, spec: Any, lesions: LesionTab
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     out = {"observed": [], "lower": [], "median": [], "upper": [], "inside": []}
     labels = list(lesions.patients.arms)
-    with np.errstate(divide="ignore"):
-        log_t = np.log(grid)
+    h0 = baseline_cumhaz(post, spec, grid)                                  # (sample, time)
     for arm in labels:
         mask = arms == arm
         atoms, f = turnbull(lower[mask], upper[mask])
         obs = step_on_grid(atoms, f, grid)
-        fitted = 1.0 - np.exp(-np.exp(log_lam[:, mask, None] + k * log_t[None, None, :])
-                              ).mean(axis=1)
+        fitted = 1.0 - np.exp(-h0[:, None, :] * np.exp(eta[:, mask, None])).mean(axis=1)
         q = np.quantile(fitted, [lo, 0.5, hi], axis=0)
         out["observed"].append(obs)
         out["lower"].append(q[0])

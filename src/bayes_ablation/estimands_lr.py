@@ -51,6 +51,7 @@ from bayes_ablation.estimands import (
     log_hr_full,
     site_sd_by_arm,
 )
+from bayes_ablation.models.piecewise import DEFAULT_CUTS_MONTHS, exposure
 from bayes_ablation.spec import AnalysisSpec
 
 POPULATIONS = ("typical_patient", "average_site", "new_site")
@@ -74,13 +75,24 @@ def _time(times: np.ndarray) -> xr.DataArray:
 
 
 def lr_log_cumhaz(post: xr.Dataset, times: np.ndarray, spec: AnalysisSpec) -> xr.DataArray:
-    """log H_LR,a(t) = α + k (log t − log t_ref) + β_a for x = 0, v = u = 0
-    (dims chain, draw, arm, time; −inf at t = 0)."""
+    """log H_LR,a(t) for x = 0, v = u = 0 (dims chain, draw, arm, time; −inf at t = 0).
+
+    ``lr_weibull``: α + k (log t − log t_ref) + β_a; ``lr_pwe``: log Σ_j λ_j E_j(t) + β_a.
+    """
+    arms_effect = log_hr_full(post, _arms(post))
+    if spec.model == "lr_pwe":
+        cuts = spec.model_options.get("cuts_months", DEFAULT_CUTS_MONTHS)
+        e = xr.DataArray(exposure(np.asarray(times, float), cuts), dims=("time", "interval"),
+                         coords={"time": np.asarray(times, float)})
+        rates = np.exp(post["log_hazard_baseline"]).drop_vars("interval", errors="ignore")
+        with np.errstate(divide="ignore"):
+            base = np.log(xr.dot(e, rates, dim="interval"))
+        return (base + arms_effect).transpose("chain", "draw", "arm", "time")
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
     with np.errstate(divide="ignore"):
         log_t = np.log(_time(times))
     return (post["log_cumhaz_ref"] + post["weibull_shape"] * (log_t - np.log(t_ref))
-            + log_hr_full(post, _arms(post))).transpose("chain", "draw", "arm", "time")
+            + arms_effect).transpose("chain", "draw", "arm", "time")
 
 
 def death_survival(post: xr.Dataset, times: np.ndarray, spec: AnalysisSpec) -> xr.DataArray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 OptionCheck = Callable[[Any], str | None]
@@ -108,6 +109,28 @@ register(ModelEntry(
     base_priors=("log_hr", "log_cumhaz_ref", "weibull_shape", "death_log_hr",
                  "death_log_cumhaz_ref", "death_weibull_shape"),
     options={"time_ref_months": (12.0, positive_number),
+             "patient_frailty": (True, boolean),
+             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
+    option_priors={"patient_frailty": ("sigma_patient",)},
+))
+
+
+def increasing_cuts(value: Any) -> str | None:
+    """Interval boundaries in months: a non-empty list of increasing numbers > 0."""
+    ok = (isinstance(value, list) and value
+          and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                  for v in value)
+          and all(a < b for a, b in pairwise(value)))
+    return None if ok else f"must be a non-empty list of increasing times > 0, got {value!r}"
+
+
+register(ModelEntry(
+    family="lr_pwe",
+    endpoints=("local_recurrence",),
+    base_priors=("log_hr", "log_hazard_baseline", "death_log_hr", "death_log_cumhaz_ref",
+                 "death_weibull_shape"),
+    options={"cuts_months": ([3.0, 6.0, 12.0, 24.0], increasing_cuts),
+             "time_ref_months": (12.0, positive_number),
              "patient_frailty": (True, boolean),
              "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
     option_priors={"patient_frailty": ("sigma_patient",)},

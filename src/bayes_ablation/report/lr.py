@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_ablation.models.piecewise import DEFAULT_CUTS_MONTHS
 from bayes_ablation.report.plots import _color, forest, plt, traces
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ _EXPLAIN = """
 happened between the last negative and the first positive scan (interval-censored); a lesion
 without a positive scan is right-censored at its last negative scan. Death is a competing
 event: a patient who dies can no longer recur.</p>
-<p><b>Model.</b> Cause-specific Weibull hazard of LR per lesion with the arm, the lesion
+<p><b>Model.</b> Cause-specific {baseline} hazard of LR per lesion with the arm, the lesion
 covariates ({covs}), a patient frailty (shared by a patient's lesions) and site intercepts, both
 non-centred; a cause-specific Weibull hazard of death per patient with an arm effect. Working
 assumption: given the covariates the death hazard does not depend on the lesion's LR (death is
@@ -166,22 +167,28 @@ def lr_report_extras(result: Result, lesions: LesionTable,
     spec = result.spec
     post = result.idata.posterior.to_dataset()
     ref = spec.model_options.get("reference_lesion", {"size_cm": 2.0, "margin_mm": 10.0})
+    # figures are made only when a report is rendered (callables of the result)
     figures: dict[str, Any] = {"cif_lr": cif_figure}
     if "beta_covariates" in post:
-        figures["lesion_covariate_effects"] = forest(
-            post["beta_covariates"], "covariate", "Lesion covariate effects on the log LR "
-            "hazard", "log hazard ratio", spec.estimands.interval_prob)
-    extra_traces = [n for n in ("sigma_patient", "death_log_hr", "death_log_cumhaz_ref",
-                                "death_weibull_shape") if n in post]
+        figures["lesion_covariate_effects"] = lambda r: forest(
+            r.idata.posterior["beta_covariates"], "covariate", "Lesion covariate effects on "
+            "the log LR hazard", "log hazard ratio", r.spec.estimands.interval_prob)
+    extra_traces = [n for n in ("log_hazard_baseline", "sigma_patient", "death_log_hr",
+                                "death_log_cumhaz_ref", "death_weibull_shape") if n in post]
     if extra_traces:
-        figures["traces_frailty_death"] = traces(post, extra_traces)
+        figures["traces_frailty_death"] = lambda r: traces(r.idata.posterior.to_dataset(),
+                                                           extra_traces)
     if any(n in checks for n in _CHECK_TITLES):
-        figures["ppc_lr_counts"] = counts_figure(checks)
+        figures["ppc_lr_counts"] = lambda r: counts_figure(checks)
     if "lr_cumulative_incidence" in checks:
-        figures["lr_cumulative_incidence_check"] = incidence_check_figure(
+        figures["lr_cumulative_incidence_check"] = lambda r: incidence_check_figure(
             checks["lr_cumulative_incidence"])
 
-    explain = _EXPLAIN.format(covs=html.escape(", ".join(spec.covariates) or "none"),
+    baseline = ("piecewise-exponential (cuts " + ", ".join(
+        f"{c:g}" for c in spec.model_options.get("cuts_months", DEFAULT_CUTS_MONTHS)) + " months)"
+                if spec.model == "lr_pwe" else "Weibull")
+    explain = _EXPLAIN.format(baseline=baseline,
+                              covs=html.escape(", ".join(spec.covariates) or "none"),
                               ref=html.escape(", ".join(f"{k} = {v}" for k, v in ref.items())))
     sections = [("Local recurrence: model and estimands", explain)]
     table = _check_table(checks)
