@@ -6,6 +6,7 @@ studies all call :func:`fit`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -20,8 +21,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_ablation.data.lesions import LesionTable
 from bayes_ablation.data.schema import PatientTable
 from bayes_ablation.diagnostics import ConvergenceReport
+from bayes_ablation.errors import BayesAblationError
 from bayes_ablation.spec import AnalysisSpec
 
 DEPENDENCIES = ("pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "nutpie", "numba",
@@ -124,14 +127,20 @@ def prepare_outputs() -> None:
     plt.close(fig)
 
 
-def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
-        ppc_draws: int = 100, cache_key: Any = "default", run_ppc: bool = True,
-        log_likelihood: bool = True) -> Result:
-    """Run the analysis the spec pre-specifies on a validated patient table.
+def fit(spec: AnalysisSpec, patients: PatientTable, *, lesions: LesionTable | None = None,
+        progress: bool = False, ppc_draws: int = 100, cache_key: Any = "default",
+        run_ppc: bool = True, log_likelihood: bool = True) -> Result:
+    """Run the analysis the spec pre-specifies on validated tables.
 
+    Patient-level endpoints (PFS) use ``patients``; the ``local_recurrence`` endpoint needs
+    ``lesions`` as well (a :class:`~bayes_ablation.data.lesions.LesionTable` validated against
+    this patient table, e.g. from :func:`~bayes_ablation.data.lesions.read_lr_data`).
     ``log_likelihood`` adds the pointwise ``log_likelihood`` group (per patient; per cell too
     for aggregated models) that LOO model comparison needs (see :mod:`bayes_ablation.loglik`).
     """
+    if spec.endpoint == "local_recurrence":
+        return _fit_local_recurrence(spec, patients, lesions, progress=progress,
+                                     ppc_draws=ppc_draws, cache_key=cache_key, run_ppc=run_ppc)
     from bayes_ablation import diagnostics as diag
     from bayes_ablation import estimands as est
     from bayes_ablation.inference import hash_seed_status, sample
@@ -231,3 +240,90 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, progress: bool = False,
     return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
                   probabilities=probs, diagnostics=report, provenance=provenance,
                   data_summary=patients.summary(), ppc=ppc, extras=extras)
+
+
+def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
+                          lesions: LesionTable | None, *, progress: bool, ppc_draws: int,
+                          cache_key: Any, run_ppc: bool) -> Result:
+    """Lesion-level LR analysis: model → posterior → competing-risk estimands → checks."""
+    from bayes_ablation import diagnostics as diag
+    from bayes_ablation import diagnostics_lr as dlr
+    from bayes_ablation import estimands as est
+    from bayes_ablation import estimands_lr as elr
+    from bayes_ablation.inference import hash_seed_status, sample
+    from bayes_ablation.models.build import build_model
+    from bayes_ablation.report.lr import lr_report_extras
+
+    if lesions is None:
+        raise BayesAblationError("the local_recurrence endpoint needs a lesion table: "
+                                 "fit(spec, patients, lesions=...)")
+    if lesions.patients is not patients and lesions.patients.sha256 != patients.sha256:
+        raise BayesAblationError("the lesion table was validated against another patient "
+                                 "table; read both with data.lesions.read_lr_data")
+    started = time.perf_counter()
+    t0 = time.perf_counter()
+    model = build_model(spec, lesions)
+    build_s = time.perf_counter() - t0
+    # z_patient has one element per patient: the compiled model's shape depends on it (the
+    # number of lesions may change: lesion data are swapped in with ``with_data``)
+    key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
+           json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
+           json.dumps(spec.raw.get("priors"), sort_keys=True), spec.covariates,
+           patients.n_patients, cache_key) if cache_key is not None else None
+    sampled = sample(model, spec.sampler, progress=progress, cache_key=key)
+    idata = sampled.idata
+    idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))
+    idata.posterior.attrs["spec_sha256"] = spec.sha256
+
+    t0 = time.perf_counter()
+    estimands = elr.compute_lr_estimands(idata, spec)
+    table = est.summarise(estimands, spec.estimands.interval_prob)
+    probs = elr.lr_probabilities(estimands)
+    estimands_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report = diag.convergence(idata, spec.diagnostics)
+    diagnostics_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    checks = dlr.lr_ppc(idata, spec, lesions, n_draws=max(ppc_draws, 200),
+                        seed=spec.sampler.seed) if run_ppc else {}
+    ppc_s = time.perf_counter() - t0
+
+    provenance = {
+        "spec_name": spec.name,
+        "spec_path": spec.source_path,
+        "spec_sha256": spec.sha256,
+        "data_source": f"{patients.source} + {lesions.source}",
+        "data_sha256": hashlib.sha256(f"{patients.sha256}{lesions.sha256}".encode()).hexdigest(),
+        "patients_source": patients.source,
+        "patients_sha256": patients.sha256,
+        "lesions_source": lesions.source,
+        "lesions_sha256": lesions.sha256,
+        "n_patients": patients.n_patients,
+        "n_lesions": lesions.n_lesions,
+        "arms": list(patients.arms),
+        "sites": list(patients.sites),
+        "seed": spec.sampler.seed,
+        "sampler": sampled.sampler,
+        "sampler_settings": sampled.settings,
+        "sampler_fallback_reason": sampled.fallback_reason,
+        **hash_seed_status(),
+        "versions": package_versions(),
+        "timings_seconds": {
+            "build_model": build_s,
+            "compile": sampled.timings["compile_seconds"],
+            "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),
+            "sampling": sampled.timings["sampling_seconds"],
+            "estimands": estimands_s,
+            "diagnostics": diagnostics_s,
+            "posterior_predictive": ppc_s,
+            "fit_total": time.perf_counter() - started,
+        },
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    result = Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
+                    probabilities=probs, diagnostics=report, provenance=provenance,
+                    data_summary=lesions.summary())
+    result.extras.update(lr_report_extras(result, lesions, checks))
+    return result

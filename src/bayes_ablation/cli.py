@@ -19,6 +19,12 @@ from bayes_ablation.errors import BayesAblationError
 _T0 = time.perf_counter()
 
 
+class _UsageError(BayesAblationError):
+    """Arguments that do not fit the analysis (invalid input: exit code 2)."""
+
+    exit_code = 2
+
+
 def _say(msg: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
@@ -64,6 +70,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_lr(args: argparse.Namespace) -> int:
+    import json
+
+    from bayes_ablation.bundle import atomic_write_text
+    from bayes_ablation.data.simulate_lr import simulate_lr_trial
+
+    outs = [Path(args.out_patients), Path(args.out_lesions)]
+    for out in outs:
+        if out.exists() and not args.force:
+            raise _UsageError(f"{out} exists; pass --force to replace it")
+    sim = simulate_lr_trial(args.n_patients, args.sites, args.log_hr, seed=args.seed,
+                            sigma_patient=args.sigma_patient, sigma_site=args.sigma_site,
+                            lr_cuminc_24_ref=args.lr_24, death_median_months=args.death_median,
+                            arms=tuple(args.arms))
+    atomic_write_text(outs[0], sim.patients.to_csv(index=False))
+    atomic_write_text(outs[1], sim.lesions.to_csv(index=False))
+    if args.truth:
+        atomic_write_text(Path(args.truth), json.dumps(sim.truth, indent=2))
+    print(f"wrote {outs[0]} ({len(sim.patients)} patients, {int(sim.patients['died'].sum())} "
+          f"deaths) and {outs[1]} ({len(sim.lesions)} lesions, "
+          f"{int(sim.lesions['lr_upper_months'].notna().sum())} with local recurrence; true "
+          f"LR log HR {args.log_hr})")
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from bayes_ablation.bundle import check_destination
     from bayes_ablation.spec import load_spec
@@ -101,7 +132,26 @@ def _fit_pfs(spec, args: argparse.Namespace):
     return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty())
 
 
-FITTERS: dict[str, Callable] = {"pfs": _fit_pfs}
+def _fit_local_recurrence(spec, args: argparse.Namespace):
+    from bayes_ablation.analysis import fit
+    from bayes_ablation.data.lesions import read_lr_data
+
+    if not args.lesions:
+        raise _UsageError("the local_recurrence endpoint needs --lesions (the lesion table) "
+                          "next to --data (the patient table)")
+    lesions = read_lr_data(args.data, args.lesions, spec)
+    patients = lesions.patients
+    _say(f"validated {patients.n_patients} patients ({int(patients.event.sum())} deaths) in "
+         f"{len(patients.sites)} sites, {lesions.n_lesions} lesions "
+         f"({int(lesions.observed.sum())} with local recurrence), arms {list(patients.arms)}")
+    for warning in lesions.warnings:
+        _say(f"warning: {warning}")
+    _say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
+         f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
+    return fit(spec, patients, lesions=lesions, progress=not args.quiet and sys.stderr.isatty())
+
+
+FITTERS: dict[str, Callable] = {"pfs": _fit_pfs, "local_recurrence": _fit_local_recurrence}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -122,11 +172,16 @@ def _print_result(result, out: str) -> None:
     print(f"bundle: {out}")
     print(f"diagnostics gate {gate}")
     table = result.estimand_table
-    for _, row in table[table["estimand"].isin(["hr", "rmst_difference"])].iterrows():
-        print(f"  {row['label']:<45} median {row['median']:.3f}  "
+    headline = result.extras.get("headline_labels")
+    rows = table[table["label"].isin(headline)] if headline is not None else \
+        table[table["estimand"].isin(["hr", "rmst_difference"])]
+    width = max([45, *(len(str(label)) for label in rows["label"]),
+                 *(len(k) for k in result.probabilities)])
+    for _, row in rows.iterrows():
+        print(f"  {row['label']:<{width}} median {row['median']:.3f}  "
               f"95% [{row['q2.5']:.3f}, {row['q97.5']:.3f}]")
     for k, v in result.probabilities.items():
-        print(f"  {k:<45} {v:.3f}")
+        print(f"  {k:<{width}} {v:.3f}")
 
 
 # --------------------------------------------------------------------------------------- parser
@@ -161,9 +216,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("simulate-lr", help="simulate lesion-level local recurrence (patient "
+                                           "and lesion tables CSV)")
+    p.add_argument("--n-patients", type=int, default=300)
+    p.add_argument("--sites", type=int, default=6)
+    p.add_argument("--log-hr", type=float, default=-0.4, help="true log hazard ratio of LR")
+    p.add_argument("--lr-24", type=float, default=0.07,
+                   help="24-month LR probability of a reference lesion (2 cm, margin >= 5 mm, "
+                        "MWA) in the reference arm, typical patient, no death")
+    p.add_argument("--sigma-patient", type=float, default=0.8, help="patient frailty sd")
+    p.add_argument("--sigma-site", type=float, default=0.3)
+    p.add_argument("--death-median", type=float, default=60.0,
+                   help="median time to death (months)")
+    p.add_argument("--arms", nargs=2, default=["postoperative", "perioperative"],
+                   help="arm labels, reference first")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out-patients", required=True, help="patient table CSV to write")
+    p.add_argument("--out-lesions", required=True, help="lesion table CSV to write")
+    p.add_argument("--truth", help="also write the true parameters as JSON here")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    p.set_defaults(func=cmd_simulate_lr)
+
     p = sub.add_parser("fit", help="run a pre-specified analysis and write a result bundle")
     p.add_argument("--spec", required=True, help="analysis spec (models/*.toml)")
     p.add_argument("--data", required=True, help="patient table (CSV or Parquet)")
+    p.add_argument("--lesions", help="lesion table (CSV or Parquet) for the local_recurrence "
+                                     "endpoint: patient_id, lesion_id, lr_lower_months, "
+                                     "lr_upper_months[, size_cm, margin_mm, modality]")
     p.add_argument("--out", required=True, help="result bundle folder to create")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--strict", action="store_true",
@@ -204,7 +283,7 @@ EXTRA_COMMANDS.append(_monitoring_commands)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in ("simulate", "oc"):
+    if args.command not in ("simulate", "simulate-lr", "oc"):
         _ensure_hash_seed(argv)
     try:
         return int(args.func(args) or 0)

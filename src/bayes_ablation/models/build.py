@@ -13,9 +13,12 @@ Builder = Callable[..., pm.Model]
 
 
 def _builders() -> dict[str, Builder]:
-    from bayes_ablation.models import pfs
+    from bayes_ablation.models import local_recurrence, pfs
 
-    return {"weibull": pfs.build_weibull_model, "piecewise_exponential": pfs.build_pwe_model}
+    return {"weibull": pfs.build_weibull_model,
+            "piecewise_exponential": pfs.build_pwe_model,
+            "lr_weibull": local_recurrence.build_lr_weibull_model,
+            "lr_pwe": local_recurrence.build_lr_pwe_model}
 
 
 def build_model(spec: AnalysisSpec, data: Any, **kwargs: Any) -> pm.Model:

@@ -76,7 +76,8 @@ class ModelEntry:
 POSITIVE_FAMILIES = ("halfnormal", "halfcauchy", "halfstudentt", "lognormal", "exponential",
                      "gamma", "lognormal_variance")
 #: prior names that must use a positive family, whatever the model
-POSITIVE_PRIORS = ("weibull_shape", "sigma_site", "sigma_site_arm", "sigma_patient", "tau")
+POSITIVE_PRIORS = ("weibull_shape", "sigma_site", "sigma_site_arm", "sigma_patient", "tau",
+                   "death_weibull_shape")
 
 MODEL_REGISTRY: dict[str, ModelEntry] = {}
 
@@ -147,4 +148,40 @@ register(ModelEntry(
     # cut points enter as data (the number of intervals is part of the structure key) and the
     # centring weights are pm.Data
     data_options=("cuts_months", "cuts", "parameterisation"),
+))
+
+
+def lesion_description(value: Any) -> str | None:
+    """A table of lesion covariate values, e.g. ``{ size_cm = 2.0, margin_mm = 10.0 }``."""
+    if not isinstance(value, dict) or not value:
+        return f"must be a non-empty table of lesion covariate values, got {value!r}"
+    for key, v in value.items():
+        ok = isinstance(v, str) or (isinstance(v, int | float) and not isinstance(v, bool))
+        if not ok:
+            return f"{key} must be a number or a label, got {v!r}"
+    return None
+
+
+register(ModelEntry(
+    family="lr_weibull",
+    endpoints=("local_recurrence",),
+    base_priors=("log_hr", "log_cumhaz_ref", "weibull_shape", "death_log_hr",
+                 "death_log_cumhaz_ref", "death_weibull_shape"),
+    options={"time_ref_months": (12.0, positive_number),
+             "patient_frailty": (True, boolean),
+             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
+    option_priors={"patient_frailty": ("sigma_patient",)},
+))
+
+
+register(ModelEntry(
+    family="lr_pwe",
+    endpoints=("local_recurrence",),
+    base_priors=("log_hr", "log_hazard_baseline", "death_log_hr", "death_log_cumhaz_ref",
+                 "death_weibull_shape"),
+    options={"cuts_months": ([3.0, 6.0, 12.0, 24.0], increasing_positive_numbers),
+             "time_ref_months": (12.0, positive_number),
+             "patient_frailty": (True, boolean),
+             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
+    option_priors={"patient_frailty": ("sigma_patient",)},
 ))

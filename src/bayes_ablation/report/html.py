@@ -159,6 +159,10 @@ def render_html(result: Result, pngs: Mapping[str, bytes],
             ppc_rows.append({"level": level, "group": str(g),
                              "observed KM inside band": float(ds["coverage"].sel(group=g)),
                              "P(rep events ≥ obs)": float(ds["events_p_value"].sel(group=g))})
+    estimands_note = result.extras.get("estimands_note_html") or (
+        "Hazard ratio &lt; 1 and survival difference &gt; 0 favour the treatment arm over the "
+        f"reference arm ({html.escape(str(spec.reference_arm))}). \"average site\": site effect "
+        "0; \"new site\": integrated over the between-site distribution.")
     extra_sections = "".join(f"<h2>{html.escape(title)}</h2>{body}"
                              for title, body in (sections or []))
     versions = prov.get("versions", {})
@@ -182,9 +186,7 @@ SHA-256 <code>{prov.get('spec_sha256', '')[:16]}…</code> · data
 <h2>Pre-specified priors</h2>{_table(priors_table(spec))}
 <h2>Posterior probabilities</h2>{_table(probs)}
 <h2>Estimands</h2>
-<p class="muted">Hazard ratio &lt; 1 and survival difference &gt; 0 favour the treatment arm over
-the reference arm ({html.escape(str(spec.reference_arm))}). "average site": site effect 0;
-"new site": integrated over the between-site distribution. Intervals are central
+<p class="muted">{estimands_note} Intervals are central
 {spec.estimands.interval_prob:.0%} posterior intervals; times in months.</p>
 {_table(est_view)}
 {extra_sections}

@@ -1,0 +1,185 @@
+"""LR estimands (pure functions on draws) against closed forms and quadrature; Turnbull NPMLE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import integrate, stats
+
+from bayes_ablation import estimands_lr as elr
+from bayes_ablation.diagnostics import km_on_grid
+from bayes_ablation.diagnostics_lr import step_on_grid, turnbull
+from bayes_ablation.spec import load_spec
+from tests.conftest import MODELS
+
+ARMS = ["postoperative", "perioperative"]
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(MODELS / "local_recurrence_lesion.toml")
+
+
+def _post(n_draws=3, *, alpha=-2.0, k=0.8, log_hr=-0.4, beta=(0.3, 1.2), sigma_p=0.8,
+          sigma_s=0.3, alpha_d=-2.3, k_d=1.2, log_hr_d=0.1, seed=0) -> xr.Dataset:
+    """A small synthetic posterior (chain=1) with some spread between draws."""
+    rng = np.random.default_rng(seed)
+
+    def v(x, sd=0.05, size=None):
+        shape = (1, n_draws) if size is None else (1, n_draws, size)
+        return x + sd * rng.standard_normal(shape)
+
+    ds = xr.Dataset({
+        "log_cumhaz_ref": (("chain", "draw"), v(alpha)),
+        "weibull_shape": (("chain", "draw"), np.abs(v(k))),
+        "log_hr": (("chain", "draw", "treatment"), v(log_hr, size=1)),
+        "beta_covariates": (("chain", "draw", "covariate"),
+                            np.stack([v(b) for b in beta], axis=-1)),
+        "sigma_patient": (("chain", "draw"), np.abs(v(sigma_p))),
+        "sigma_site": (("chain", "draw"), np.abs(v(sigma_s))),
+        "death_log_cumhaz_ref": (("chain", "draw"), v(alpha_d)),
+        "death_weibull_shape": (("chain", "draw"), np.abs(v(k_d))),
+        "death_log_hr": (("chain", "draw", "treatment"), v(log_hr_d, size=1)),
+    }, coords={"chain": [0], "draw": np.arange(n_draws), "treatment": ARMS[1:],
+               "covariate": ["size_cm", "margin_lt_5mm"][:len(beta)]})
+    ds.attrs["arms"] = json.dumps(ARMS)
+    return ds
+
+
+def _one(ds, d, name, arm_index=None):
+    x = ds[name].isel(chain=0, draw=d)
+    return float(x if arm_index is None else x.values[arm_index])
+
+
+def test_without_deaths_the_cif_is_one_minus_lr_survival(spec):
+    post = _post(alpha_d=-800.0)                      # S_D(t) = 1 to machine precision
+    times = np.array([12.0, 24.0, 36.0])
+    for target in ("reference", "standardised"):
+        x = np.array([[0.5, 1.0], [-0.3, 0.0], [1.2, 1.0]])
+        off = elr.reference_offsets(post, x[0]) if target == "reference" else \
+            elr.lesion_mix_offsets(post, x)
+        for pop in elr.POPULATIONS:
+            cif = elr.lr_cif(post, spec, times, off, pop)
+            surv = elr.mixture_survival(elr.lr_log_cumhaz(post, times, spec), off,
+                                        elr.random_effect_sd(post, pop))
+            np.testing.assert_allclose(cif.values, 1.0 - surv.values, rtol=0, atol=1e-13)
+
+
+def test_cif_with_constant_hazards_matches_the_closed_form(spec):
+    post = _post(k=1.0, k_d=1.0, sigma_p=0.0, beta=(0.0, 0.0))
+    post["weibull_shape"][:] = 1.0
+    post["death_weibull_shape"][:] = 1.0
+    post["sigma_patient"][:] = 0.0
+    times = np.array([12.0, 24.0, 36.0])
+    cif = elr.lr_cif(post, spec, times, elr.reference_offsets(post, None), "typical_patient")
+    t_ref = 12.0
+    for d in range(post.sizes["draw"]):
+        for a in range(2):
+            log_hr = 0.0 if a == 0 else _one(post, d, "log_hr", 0)
+            log_hr_d = 0.0 if a == 0 else _one(post, d, "death_log_hr", 0)
+            lam = np.exp(_one(post, d, "log_cumhaz_ref") + log_hr) / t_ref
+            mu = np.exp(_one(post, d, "death_log_cumhaz_ref") + log_hr_d) / t_ref
+            exact = lam / (lam + mu) * (1 - np.exp(-(lam + mu) * times))
+            np.testing.assert_allclose(cif.isel(chain=0, draw=d, arm=a).values, exact,
+                                       rtol=1e-5)
+
+
+def test_weibull_cif_population_averaged_matches_quadrature(spec):
+    post = _post(n_draws=2)
+    times = np.array([12.0, 36.0])
+    x = np.array([[0.4, 1.0]])
+    off = elr.reference_offsets(post, x[0])
+    cif = elr.lr_cif(post, spec, times, off, "average_site")
+    d, a = 1, 1
+    alpha, k = _one(post, d, "log_cumhaz_ref"), _one(post, d, "weibull_shape")
+    eta = _one(post, d, "log_hr", 0) + float(x[0] @ post["beta_covariates"].isel(
+        chain=0, draw=d).values)
+    sp = _one(post, d, "sigma_patient")
+    ad, kd = _one(post, d, "death_log_cumhaz_ref"), _one(post, d, "death_weibull_shape")
+    bd = _one(post, d, "death_log_hr", 0)
+
+    def given_v(t, v):
+        # w = s^k turns dF = h S ds into λ e^{-λ w} dw (smooth, no singularity at 0)
+        lam = np.exp(alpha - k * np.log(12.0) + eta + v)
+        return integrate.quad(lambda w: lam * np.exp(-lam * w) * np.exp(-np.exp(
+            ad + kd * (np.log(w) / k - np.log(12.0)) + bd)), 0, t**k, epsabs=1e-12)[0]
+
+    for i, t in enumerate(times):
+        exact = integrate.quad(lambda v, t=t: given_v(t, v) * stats.norm.pdf(v, 0, sp), -9 * sp,
+                               9 * sp, epsabs=1e-10)[0]
+        assert cif.isel(chain=0, draw=d, arm=a, time=i).item() == pytest.approx(exact,
+                                                                              abs=1e-4)
+
+
+def test_new_site_adds_the_site_variance_and_typical_patient_has_none():
+    post = _post(n_draws=2)
+    sd_avg = elr.random_effect_sd(post, "average_site")
+    sd_new = elr.random_effect_sd(post, "new_site")
+    np.testing.assert_allclose(sd_avg.values[..., 0], post["sigma_patient"].values)
+    np.testing.assert_allclose(sd_new.values[..., 1] ** 2, post["sigma_patient"].values ** 2
+                               + post["sigma_site"].values ** 2)
+    assert elr.random_effect_sd(post, "typical_patient") is None
+
+
+def test_lesion_mix_compression_is_exact_or_close(spec):
+    post = _post(n_draws=2)
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.normal(0, 0.8, 400), rng.binomial(1, 0.4, 400) - 0.4])
+    times = np.array([24.0])
+    exact = elr.lr_cif(post, spec, times, elr.lesion_mix_offsets(post, x, 10_000),
+                       "average_site")
+    compressed = elr.lr_cif(post, spec, times, elr.lesion_mix_offsets(post, x), "average_site")
+    np.testing.assert_allclose(compressed.values, exact.values, atol=1e-3)
+    few = x[:5]
+    off = elr.lesion_mix_offsets(post, np.repeat(few, 3, axis=0))
+    assert off.sizes["pattern"] == 5 and np.allclose(off.attrs["weights"], 0.2)
+
+
+def test_estimand_dataset_has_contrasts_and_probabilities(spec):
+    post = _post(n_draws=4)
+    tree = xr.DataTree.from_dict({
+        "posterior": post,
+        "constant_data": xr.Dataset({"x": (("lesion", "covariate"), np.array([[0.1, 0.6],
+                                                                               [-0.1, -0.4]])),
+                                     "x_reference": ("covariate", np.array([0.0, -0.4]))}),
+    })
+    ds = elr.compute_lr_estimands(tree, spec)
+    assert ds["cif_lr"].dims == ("chain", "draw", "lesion_target", "population", "arm", "time")
+    diff = ds["cif_lr"].sel(arm="perioperative") - ds["cif_lr"].sel(arm="postoperative")
+    np.testing.assert_allclose(ds["cif_lr_difference"].sel(treatment="perioperative").values,
+                               diff.values)
+    probs = elr.lr_probabilities(ds)
+    hr = np.exp(post["log_hr"].values)
+    assert probs["P(HR<1) [perioperative]"] == pytest.approx(float((hr < 1).mean()))
+    # a lower LR hazard with the same death hazard means a lower CIF
+    assert np.all(ds["cif_lr"].sel(arm="perioperative") <= ds["cif_lr"].sel(arm="postoperative")
+                  + 1e-3)
+
+
+def test_turnbull_equals_kaplan_meier_for_exactly_observed_times():
+    rng = np.random.default_rng(7)
+    t = rng.exponential(10, 300)
+    c = rng.uniform(0, 30, 300)
+    time, event = np.minimum(t, c), (t <= c).astype(int)
+    lower = np.where(event == 1, time - 1e-7, time)
+    upper = np.where(event == 1, time, np.inf)
+    atoms, f = turnbull(lower, upper)
+    grid = np.linspace(0, 29, 300)
+    np.testing.assert_allclose(step_on_grid(atoms, f, grid), 1 - km_on_grid(time, event, grid),
+                               atol=1e-5)
+
+
+def test_turnbull_recovers_an_interval_censored_distribution():
+    rng = np.random.default_rng(8)
+    t = rng.exponential(10, 3000)
+    grid = np.arange(0, 43, 3.0)
+    seen = t < 39
+    pos = np.minimum(np.searchsorted(grid, t), grid.size - 1)
+    up = np.where(seen, grid[pos], np.inf)
+    lo = np.where(seen, grid[pos - 1], 39.0)
+    atoms, f = turnbull(lo, up)
+    at = np.array([3.0, 12.0, 24.0])
+    np.testing.assert_allclose(step_on_grid(atoms, f, at), 1 - np.exp(-at / 10), atol=0.02)
