@@ -257,7 +257,7 @@ def summarise(estimands: xr.Dataset, interval_prob: float = 0.95) -> pd.DataFram
                    "p_finite": float(finite.size / v.size)}
             rows.append(row)
     frame = pd.DataFrame(rows)
-    key_cols = [c for c in ("estimand", "treatment", "arm", "site_target", "time")
+    key_cols = [c for c in ("estimand", "treatment", "arm", "site_target", "time", "study")
                 if c in frame.columns]
     frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols), axis=1))
     return frame

@@ -13,9 +13,11 @@ Builder = Callable[..., pm.Model]
 
 
 def _builders() -> dict[str, Builder]:
-    from bayes_ablation.models import pfs
+    from bayes_ablation.models import meta, pfs
 
-    return {"weibull": pfs.build_weibull_model}
+    return {"weibull": pfs.build_weibull_model,
+            "normal_normal": meta.build_normal_normal_model,
+            "weibull_ipd_ad": meta.build_weibull_ipd_ad_model}
 
 
 def build_model(spec: AnalysisSpec, data: Any, **kwargs: Any) -> pm.Model:

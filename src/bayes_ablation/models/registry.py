@@ -35,13 +35,15 @@ class ModelEntry:
     check: Callable[[dict[str, Any]], list[str]] | None = None
     #: priors needed only when an option is on: option name -> prior names
     option_priors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: whether the spec's [hierarchy] (site effects) applies; False for aggregate-data models
+    site_hierarchy: bool = True
 
     def required_priors(self, hierarchy: Any, covariates: Sequence[str],
                         options: dict[str, Any]) -> list[str]:
         names = list(self.base_priors)
-        if getattr(hierarchy, "site_intercepts", False):
+        if self.site_hierarchy and getattr(hierarchy, "site_intercepts", False):
             names.append("sigma_site")
-        if getattr(hierarchy, "site_arm_slopes", False):
+        if self.site_hierarchy and getattr(hierarchy, "site_arm_slopes", False):
             names.append("sigma_site_arm")
         if covariates:
             names.append("beta_covariates")
@@ -86,5 +88,21 @@ register(ModelEntry(
     family="weibull",
     endpoints=("pfs",),
     base_priors=("log_hr", "log_cumhaz_ref", "weibull_shape"),
+    options={"time_ref_months": (12.0, positive_number)},
+))
+
+
+# Evidence pooling (endpoint "meta"): study effects θ_i ~ N(μ, τ²), see models/meta.py.
+register(ModelEntry(
+    family="normal_normal",
+    endpoints=("meta",),
+    base_priors=("mu", "tau"),
+    site_hierarchy=False,
+))
+
+register(ModelEntry(
+    family="weibull_ipd_ad",
+    endpoints=("meta",),
+    base_priors=("mu", "tau", "log_cumhaz_ref", "weibull_shape"),
     options={"time_ref_months": (12.0, positive_number)},
 ))
