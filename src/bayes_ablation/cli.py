@@ -166,8 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _meta_command(sub: argparse._SubParsersAction) -> None:
+    from bayes_ablation.meta.cli import register  # light: argparse only
+
+    register(sub)
+
+
 #: other modules add sub-commands here: each item is ``register(subparsers)``
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_meta_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

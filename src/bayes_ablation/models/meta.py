@@ -15,6 +15,7 @@ baselines are never pooled) and site effects nested in the trial (site labels ``
     log H_p(t) = α_j + k_j (log t − log t_ref) + θ_j · treated_p + u_site(p)
 
 so every trial effect, IPD or aggregate, is a draw θ ~ N(μ, τ²) of one distribution.
+IPD trial effects are centred by default (option ``ipd_effects``; see :func:`study_effects`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,27 @@ from bayes_ablation.models.priors import prior
 from bayes_ablation.spec import AnalysisSpec
 
 
-def study_effects(spec: AnalysisSpec) -> Any:
-    """μ, τ, θ (dim ``study``) and θ_new, non-centred; returns θ."""
+def study_effects(spec: AnalysisSpec, centred: np.ndarray | None = None) -> Any:
+    """μ, τ, θ (dim ``study``) and θ_new; returns θ.
+
+    Non-centred (θ_i = μ + τ z_i) for every study, except those flagged in ``centred``, which
+    get θ_i ~ N(μ, τ²) directly (dim ``centred_study``): for a study whose own data pin θ_i
+    down far more tightly than τ does — a large IPD trial — the non-centred form makes z_i,
+    μ and τ strongly dependent, and NUTS then needs tiny steps.
+    """
     mu = prior("mu", spec.priors["mu"])
     tau = prior("tau", spec.priors["tau"])
-    z = pm.Normal("z", 0.0, 1.0, dims="study")
-    theta = pm.Deterministic("theta", mu + tau * z, dims="study")
+    if centred is None or not centred.any():
+        z = pm.Normal("z", 0.0, 1.0, dims="study")
+        theta = mu + tau * z
+    else:   # coords 'noncentred_study' and 'centred_study' list the two groups in order
+        theta = pt.zeros(centred.size)
+        if (~centred).any():
+            z = pm.Normal("z", 0.0, 1.0, dims="noncentred_study")
+            theta = pt.set_subtensor(theta[np.flatnonzero(~centred)], mu + tau * z)
+        direct = pm.Normal("theta_centred", mu, tau, dims="centred_study")
+        theta = pt.set_subtensor(theta[np.flatnonzero(centred)], direct)
+    theta = pm.Deterministic("theta", theta, dims="study")
     z_new = pm.Normal("z_new", 0.0, 1.0)
     pm.Deterministic("theta_new", mu + tau * z_new)
     return theta
@@ -92,12 +108,18 @@ def build_weibull_ipd_ad_model(spec: AnalysisSpec, studies: StudyTable) -> pm.Mo
     agg = studies.aggregate
     agg_idx = np.array([studies.studies.index(s) for s in agg["study"]], np.int64)
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
+    centred = np.array([s in studies.ipd for s in studies.studies]) \
+        if spec.model_options.get("ipd_effects", "centred") == "centred" \
+        else np.zeros(studies.n_studies, bool)
     coords = {"study": list(studies.studies), "ipd_study": design["trials"],
+              "centred_study": [s for s, c in zip(studies.studies, centred, strict=True) if c],
+              "noncentred_study": [s for s, c in zip(studies.studies, centred, strict=True)
+                                   if not c],
               "aggregate_study": list(agg["study"]), "site": design["sites"],
               "treatment": ["experimental"], "patient": list(design["frame"]["patient"])}
     frame = design["frame"]
     with pm.Model(coords=coords) as model:
-        theta = study_effects(spec)
+        theta = study_effects(spec, centred)
         if len(agg):
             y = pm.Data("y_data", agg["log_hr"].to_numpy(float), dims="aggregate_study")
             se = pm.Data("se", agg["se"].to_numpy(float), dims="aggregate_study")

@@ -18,6 +18,12 @@ def positive_number(value: Any) -> str | None:
     return None if ok else f"must be a number > 0, got {value!r}"
 
 
+def one_of(*choices: str) -> OptionCheck:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+    return check
+
+
 def boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
 
@@ -104,5 +110,6 @@ register(ModelEntry(
     family="weibull_ipd_ad",
     endpoints=("meta",),
     base_priors=("mu", "tau", "log_cumhaz_ref", "weibull_shape"),
-    options={"time_ref_months": (12.0, positive_number)},
+    options={"time_ref_months": (12.0, positive_number),
+             "ipd_effects": ("centred", one_of("centred", "non_centred"))},
 ))
