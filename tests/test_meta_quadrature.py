@@ -5,8 +5,7 @@ import pytest
 from scipy import stats
 
 from bayes_ablation.meta.quadrature import ExactPosterior, QuadratureUnsupported, tau_log_prior
-from bayes_ablation.meta.sensitivity import default_tau_panel, sensitivity_posteriors, \
-    sensitivity_table
+from bayes_ablation.meta.sensitivity import default_tau_panel, sensitivity_posteriors, sensitivity_table
 from bayes_ablation.spec import PriorSpec
 
 MU = PriorSpec("normal", {"mu": 0.0, "sigma": 1.0}, "")
@@ -86,7 +85,7 @@ def test_exact_posterior_matches_an_independent_2d_grid(data, family):
 @pytest.mark.parametrize("family", list(TAU_PRIORS))
 def test_tau_prior_densities_are_normalised_and_match_scipy(family):
     prior = TAU_PRIORS[family]
-    logpdf, lo, hi = tau_log_prior(prior)
+    logpdf, _, _ = tau_log_prior(prior)
     t = np.linspace(1e-3, 1.9, 50)
     assert logpdf(t) == pytest.approx(_scipy_tau_logpdf(prior, t), rel=1e-10, abs=1e-10)
 
