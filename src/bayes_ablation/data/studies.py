@@ -37,6 +37,7 @@ EVIDENCE_SETS: dict[str, tuple[str, ...]] = {"log_hr": LOG_HR_COLUMNS, "hr_ci": 
                                              "ipd": IPD_COLUMNS}
 KNOWN_COLUMNS = ("study", *LOG_HR_COLUMNS, *CI_COLUMNS, "ci_level", *IPD_COLUMNS)
 DEFAULT_CI_LEVEL = 0.95
+EVIDENCE_LABELS = {"log_hr": "log HR and SE", "hr_ci": "HR with CI", "ipd": "patient data"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class StudyTable:
         cols = ["evidence", "hr", "ci_low", "ci_high", "ci_level", "log_hr", "se"]
         frame = self.with_estimates(stage1).frame if stage1 else self.frame
         out = frame.set_index("study")[cols + self.extra_columns].copy()
+        out["evidence"] = out["evidence"].map(lambda e: EVIDENCE_LABELS.get(e, e))
         for name, patients in self.ipd.items():
             out.loc[name, "evidence"] = (f"IPD: {patients.n_patients} patients, "
                                          f"{int(patients.event.sum())} events"

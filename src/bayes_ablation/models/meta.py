@@ -15,7 +15,9 @@ baselines are never pooled) and site effects nested in the trial (site labels ``
     log H_p(t) = α_j + k_j (log t − log t_ref) + θ_j · treated_p + u_site(p)
 
 so every trial effect, IPD or aggregate, is a draw θ ~ N(μ, τ²) of one distribution.
-IPD trial effects are centred by default (option ``ipd_effects``; see :func:`study_effects`).
+Option ``ipd_effects = "centred"`` gives IPD trials a centred θ_j (see :func:`study_effects`);
+the default is non-centred like the aggregate studies, which in our runs sampled large IPD
+trials without divergences where the centred form had some (bench/meta_ipd_two_stage.py).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def build_weibull_ipd_ad_model(spec: AnalysisSpec, studies: StudyTable) -> pm.Mo
     agg_idx = np.array([studies.studies.index(s) for s in agg["study"]], np.int64)
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
     centred = np.array([s in studies.ipd for s in studies.studies]) \
-        if spec.model_options.get("ipd_effects", "centred") == "centred" \
+        if spec.model_options.get("ipd_effects", "non_centred") == "centred" \
         else np.zeros(studies.n_studies, bool)
     coords = {"study": list(studies.studies), "ipd_study": design["trials"],
               "centred_study": [s for s, c in zip(studies.studies, centred, strict=True) if c],

@@ -111,5 +111,5 @@ register(ModelEntry(
     endpoints=("meta",),
     base_priors=("mu", "tau", "log_cumhaz_ref", "weibull_shape"),
     options={"time_ref_months": (12.0, positive_number),
-             "ipd_effects": ("centred", one_of("centred", "non_centred"))},
+             "ipd_effects": ("non_centred", one_of("non_centred", "centred"))},
 ))
