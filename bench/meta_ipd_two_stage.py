@@ -40,12 +40,13 @@ def ipd_ad_case(n_patients: int, seed: int, folder: Path):
     return studies_from_frame(frame, base_dir=folder)
 
 
-def spec_for(ipd_effects: str, seed: int, draws: int):
+def spec_for(ipd_effects: str, seed: int, draws: int, target_accept: float = 0.99):
     raw = tomllib.loads((ROOT / "models" / "meta_ipd_ad.toml").read_text())
     raw["hierarchy"] = {"site_intercepts": False}
     raw["priors"].pop("sigma_site")
     raw["model"]["ipd_effects"] = ipd_effects
-    raw["sampler"].update(chains=4, draws=draws, tune=1000, seed=seed)
+    raw["sampler"].update(chains=4, draws=draws, tune=1000, seed=seed,
+                          target_accept=target_accept)
     return parse_spec(raw, f"bench:{ipd_effects}")
 
 
@@ -54,7 +55,8 @@ def main() -> None:
     ap.add_argument("--n-patients", type=int, default=2000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--ipd-effects", nargs="+", default=["centred", "non_centred"])
+    ap.add_argument("--ipd-effects", nargs="+", default=["non_centred", "centred"])
+    ap.add_argument("--target-accept", type=float, default=0.99)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         studies = ipd_ad_case(args.n_patients, 11, Path(tmp))
@@ -62,7 +64,8 @@ def main() -> None:
             gaps = []
             for seed in range(1, args.seeds + 1):
                 t0 = time.perf_counter()
-                r = fit_meta(spec_for(kind, seed, args.draws), studies, method="mcmc")
+                r = fit_meta(spec_for(kind, seed, args.draws, args.target_accept), studies,
+                             method="mcmc")
                 c = compare_with_exact(r.idata, r.extras["meta"]["exact_table"])
                 signed = (c["mcmc"] - c["exact"]) / c["mcse"]
                 gaps.append(signed.to_numpy())

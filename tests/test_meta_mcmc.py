@@ -89,3 +89,28 @@ def test_mcmc_result_carries_hr_scale_and_new_study_estimands(fits):
     assert set(r.probabilities) == {"P(HR<1) [pooled mu]", "P(HR<1) [new study]",
                                     "P(HR<0.8) [pooled mu]", "P(HR<0.8) [new study]"}
     assert r.idata.posterior["theta"].dims == ("chain", "draw", "study")
+
+
+SLOW_PRIORS = {
+    "uniform": {"family": "uniform", "lower": 0.0, "upper": 2.0},
+    "halfstudentt": {"family": "halfstudentt", "nu": 3, "sigma": 0.5},
+    "lognormal_variance": {"family": "lognormal_variance", "mu": -2.56, "sigma": 1.74},
+    "halfnormal": {"family": "halfnormal", "sigma": 0.5},
+}
+SLOW_DATA = {
+    "two_studies": (np.log([0.79, 0.63]), [0.1232, 0.2082]),
+    "high_heterogeneity": ([-0.9, -0.2, 0.3, -1.1, 0.5], [0.2, 0.15, 0.25, 0.3, 0.2]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", list(SLOW_DATA))
+@pytest.mark.parametrize("prior", list(SLOW_PRIORS))
+def test_every_tau_prior_family_agrees_with_the_exact_posterior(prior, data):
+    result = fit_meta(_spec(SLOW_PRIORS[prior]), studies_from_arrays(*SLOW_DATA[data]),
+                      method="mcmc", cache_key="test_meta_mcmc_slow")
+    assert result.diagnostics.passed, result.diagnostics.failures
+    comparison = compare_with_exact(result.idata, result.extras["meta"]["exact_table"],
+                                    ACCEPTANCE)
+    bad = comparison[comparison["gap_in_mcse"] > 3]
+    assert bad.empty, f"{prior}/{data}:\n{bad}"

@@ -57,11 +57,18 @@ def probabilities(estimands: xr.Dataset, thresholds: Sequence[float]) -> dict[st
 def mcmc_statistic(idata: Any, name: str, statistic: str) -> tuple[float, float]:
     """A posterior statistic of a scalar variable and its Monte Carlo standard error (ArviZ).
 
-    ``statistic``: 'mean', 'sd', 'median' or 'qX' (X in percent, e.g. 'q2.5').
+    ``name`` is a variable or ``var[study]``; ``statistic``: 'mean', 'sd', 'median' or 'qX'
+    (X in percent, e.g. 'q2.5').
     """
     import arviz as az
 
-    values = idata.posterior[name].values.ravel()
+    if "[" in name:
+        base, study = name[:-1].split("[", 1)
+        da = idata.posterior[base].sel(study=study)
+    else:
+        da = idata.posterior[name]
+    da = da.rename(name.replace("[", "_").replace("]", "")) if hasattr(da, "rename") else da
+    values = da.values.ravel()
     if statistic == "mean":
         value, method, prob = float(values.mean()), "mean", None
     elif statistic == "sd":
@@ -73,8 +80,8 @@ def mcmc_statistic(idata: Any, name: str, statistic: str) -> tuple[float, float]
         value, method = float(np.quantile(values, prob)), "quantile"
     else:
         raise ValueError(f"unknown statistic {statistic!r}")
-    mcse = az.mcse(idata, var_names=[name], method=method, prob=prob)
-    return value, float(np.asarray(mcse[name]).ravel()[0])
+    mcse = az.mcse(da, method=method, prob=prob)
+    return value, float(np.asarray(mcse).ravel()[0])
 
 
 def compare_with_exact(idata: Any, exact_table: pd.DataFrame,

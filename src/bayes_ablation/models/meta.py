@@ -130,7 +130,9 @@ def build_weibull_ipd_ad_model(spec: AnalysisSpec, studies: StudyTable) -> pm.Mo
         trial_idx = pm.Data("trial_idx", frame["trial_idx"].to_numpy(np.int64), dims="patient")
         study_idx = pm.Data("study_idx", design["study_idx"], dims="patient")
         arm_idx = pm.Data("arm_idx", frame["arm_idx"].to_numpy(np.int64), dims="patient")
-        site_idx = pm.Data("site_idx", design["site_idx"], dims="patient")
+        # a pm.Data the logp does not use cannot be swapped by nutpie's with_data
+        site_idx = pm.Data("site_idx", design["site_idx"], dims="patient") \
+            if spec.hierarchy.site_intercepts else design["site_idx"]
         event = pm.Data("event", frame["event"].to_numpy(float), dims="patient")
         time = pm.Data("time_months", frame["time"].to_numpy(float), dims="patient")
 
