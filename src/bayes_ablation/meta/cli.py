@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_meta)
 
 
-def choose_method(spec: object, studies: object, requested: str) -> str:
+def choose_method(spec: object, requested: str) -> str:
+    """'auto' → quadrature when it is exact for the spec (normal-normal, normal μ prior)."""
     if requested != "auto":
         return requested
     exact = (getattr(spec, "model", None) == "normal_normal"
@@ -77,7 +78,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
     say(f"validated {studies.n_studies} studies ({n_ipd} with patient data) from {args.data}")
     for w in studies.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    method = choose_method(spec, studies, args.method)
+    method = choose_method(spec, args.method)
     if method == "mcmc":
         say(f"fitting {spec.name} ({spec.model}) by MCMC ({spec.sampler.backend}, "
             f"{spec.sampler.chains}x{spec.sampler.draws} draws; compiling takes ~20 s)")

@@ -67,7 +67,6 @@ def mcmc_statistic(idata: Any, name: str, statistic: str) -> tuple[float, float]
         da = idata.posterior[base].sel(study=study)
     else:
         da = idata.posterior[name]
-    da = da.rename(name.replace("[", "_").replace("]", "")) if hasattr(da, "rename") else da
     values = da.values.ravel()
     if statistic == "mean":
         value, method, prob = float(values.mean()), "mean", None

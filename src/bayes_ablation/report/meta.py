@@ -247,7 +247,9 @@ def warnings_section(warnings: list[str]) -> str:
 
 
 def attach(result: Result) -> None:
-    """Register the meta-analysis figures, sections and summary entries on ``result``."""
+    """Register on ``result.extras`` what the generic report and bundle code render for a
+    meta-analysis: figures, HTML sections, the estimands note, ``summary.json`` entries, extra
+    CSV tables and the exact-posterior group of the saved DataTree."""
     meta = result.extras["meta"]
     interval = result.spec.estimands.interval_prob
     method = ("exact quadrature (no sampling)" if meta["method"] == "quadrature"
