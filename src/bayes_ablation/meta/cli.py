@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 METHODS = ("auto", "quadrature", "mcmc")
 
@@ -87,8 +86,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
     result = fit_meta(spec, studies, method=method, stage1_method=args.stage1,
                       progress=not args.quiet and sys.stderr.isatty())
     say(f"writing bundle {args.out}")
-    spec_text = None if overrides else Path(args.spec).read_text()
-    result.save(args.out, force=args.force, posterior_format=args.format, spec_text=spec_text,
+    result.save(args.out, force=args.force, posterior_format=args.format,
                 progress=not args.quiet)
     print_meta_result(result, args.out)
     if not result.gate_passed and args.strict:
