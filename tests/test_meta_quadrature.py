@@ -157,3 +157,15 @@ def test_sensitivity_follows_the_prior_ordering():
     assert width.is_monotonic_increasing
     assert (table["P(new-study HR<1)"] < table["P(pooled HR<1)"]).all()
     assert len(panel) >= 6 and all(p.rationale for p in panel.values())
+
+
+def test_power_law_tails_give_infinite_moments_not_truncated_ones():
+    """One study under a half-Cauchy prior: p(τ | y) ~ τ^-3, so E[τ²] = ∞ and θ_new has no sd."""
+    hc = TAU_PRIORS["halfcauchy"]
+    one = ExactPosterior(y=np.array([-0.3]), se=np.array([0.2]), mu_prior=MU, tau_prior=hc)
+    table = one.summary().set_index("label")
+    assert np.isinf(table.loc["tau", "sd"]) and np.isinf(table.loc["theta_new", "sd"])
+    assert np.isfinite(table.loc["tau", "mean"]) and np.isfinite(table.loc["theta_new", "q97.5"])
+    assert any("infinite" in n for n in one.notes)
+    two = ExactPosterior(y=CRLM[0], se=CRLM[1], mu_prior=MU, tau_prior=hc)   # τ^-4: finite
+    assert np.isfinite(two.summary().set_index("label").loc["theta_new", "sd"])

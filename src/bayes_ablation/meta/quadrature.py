@@ -159,9 +159,19 @@ class ExactPosterior:
         keep = np.flatnonzero(lp > lp[i_max] - _LOG_FLOOR)
         lo = max(grid[max(keep[0] - 1, 0)], lo_s)
         hi = min(grid[min(keep[-1] + 1, grid.size - 1)], hi_s)
+        # power-law tail: p(u | y) ~ e^(s u) as u → ∞ (s = −(1 + tail exponent of τ)); E[τ^j]
+        # is finite only if s < −j. Mass beyond the grid ≈ f(u_end) / |s|.
+        self.tail_slope = float(lp[-1] - lp[-2]) / float(grid[-1] - grid[-2]) \
+            if not np.isfinite(hi_s) else -np.inf
         if keep[-1] == grid.size - 1 and not np.isfinite(hi_s):
-            self.notes.append("the posterior of tau has a very heavy right tail: mass beyond "
-                              f"tau = {np.exp(grid[-1]):.3g} is not included")
+            lost = np.exp(lp[-1] - lp[i_max]) / max(-self.tail_slope, 1e-300)
+            if lost > 1e-9:
+                self.notes.append(f"the posterior of tau has a very heavy right tail: about "
+                                  f"{lost:.1e} (relative) of its mass lies beyond tau = "
+                                  f"{np.exp(grid[-1]):.3g} and is left out")
+        if self.tail_slope >= -2 - 1e-6:
+            self.notes.append("the posterior of tau has so heavy a tail that its variance (and "
+                              "the sd of theta_new) is infinite; sds are reported as inf")
         return float(lo), float(hi), float(grid[i_max]), float(lp[i_max])
 
     def _build_rule(self) -> None:
@@ -227,8 +237,10 @@ class ExactPosterior:
 
         e = self._integrate(fn)
         mean, second = e[:n], e[n:]
-        return pd.DataFrame({"mean": mean, "sd": np.sqrt(np.maximum(second - mean**2, 0.0))},
-                            index=self.quantities)
+        sd = np.sqrt(np.maximum(second - mean**2, 0.0))
+        if self.tail_slope >= -2 - 1e-6:      # Var(θ_new | y) ≥ E[τ² | y] = ∞
+            sd[-1] = np.inf
+        return pd.DataFrame({"mean": mean, "sd": sd}, index=self.quantities)
 
     def cdf(self, x: Sequence[float] | np.ndarray, which: Sequence[int] | None = None
             ) -> np.ndarray:
@@ -262,8 +274,9 @@ class ExactPosterior:
         comp_q = a[which] + np.sqrt(b[which]) * special.ndtri(p)[:, None]
         lo, hi = comp_q.min(axis=1) - 1e-12, comp_q.max(axis=1) + 1e-12
         mom = self.moments
-        x = np.clip(mom["mean"].to_numpy()[which] + mom["sd"].to_numpy()[which]
-                    * special.ndtri(p), lo, hi)
+        sd = mom["sd"].to_numpy()[which]
+        sd = np.where(np.isfinite(sd), sd, (hi - lo) / 4)
+        x = np.clip(mom["mean"].to_numpy()[which] + sd * special.ndtri(p), lo, hi)
         for _ in range(60):
             f = self.cdf(x, which) - p
             lo = np.where(f < 0, x, lo)
@@ -317,8 +330,12 @@ class ExactPosterior:
 
     @cached_property
     def tau_moments(self) -> tuple[float, float]:
+        """Posterior mean and sd of τ (inf when the power-law tail makes them infinite)."""
         e = self._integrate(lambda u: np.vstack([np.exp(u), np.exp(2 * u)]))
-        return float(e[0]), float(np.sqrt(max(e[1] - e[0] ** 2, 0.0)))
+        mean = float(e[0]) if self.tail_slope < -1 - 1e-6 else np.inf
+        sd = float(np.sqrt(max(e[1] - e[0] ** 2, 0.0))) if self.tail_slope < -2 - 1e-6 \
+            else np.inf
+        return mean, sd
 
     def tau_density(self, tau: np.ndarray) -> np.ndarray:
         """Posterior density of τ at ``tau`` (> 0)."""
