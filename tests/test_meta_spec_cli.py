@@ -62,6 +62,11 @@ def test_uniform_tau_prior_from_zero_is_allowed_and_ipd_options_are_checked():
     raw["model"]["ipd_effects"] = "sideways"
     with pytest.raises(SpecError, match="ipd_effects must be one of non_centred, centred"):
         parse_spec(raw)
+    pfs = tomllib.loads((MODELS / "pfs_weibull_site.toml").read_text())
+    pfs["sensitivity"] = {"log_hr": {"wide": {"family": "normal", "mu": 0, "sigma": 2,
+                                              "rationale": "x"}}}
+    with pytest.raises(SpecError, match="only for endpoint 'meta'"):
+        parse_spec(pfs)
     raw = _raw("meta_ipd_ad.toml")
     raw["priors"].pop("sigma_site")
     with pytest.raises(SpecError, match="needs a prior for 'sigma_site'"):

@@ -375,6 +375,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
                  "remove the section")
 
     sensitivity = _parse_sensitivity(raw, priors, errs, POSITIVE_PRIORS, POSITIVE_FAMILIES)
+    if sensitivity and endpoint != "meta":
+        errs.add("[sensitivity] prior panels are run only for endpoint 'meta' so far; "
+                 "remove the section (it would be ignored)")
 
     e = _table(raw, "estimands", errs)
     _unknown("estimands", e, {"times_months", "rmst_tau_months", "hr_thresholds",
