@@ -6,7 +6,8 @@ standard error s_i (treated as known):
     y_i ~ N(θ_i, s_i²),   θ_i = μ + τ z_i,   z_i ~ N(0, 1)          (non-centred θ_i ~ N(μ, τ²))
     θ_new = μ + τ z_new,  z_new ~ N(0, 1)                           (the effect in a new study)
 
-with priors on μ (pooled log HR) and τ (between-study sd) from the spec.
+with priors on μ (pooled log HR) and τ (between-study sd) from the spec (an equivalent
+``marginal`` parameterisation is an option, see :func:`build_normal_normal_model`).
 
 ``weibull_ipd_ad`` — the same hierarchy where some studies enter with individual patient data
 (IPD). Each IPD trial j has its own Weibull PH baseline (α_j = log H₀ⱼ(t_ref), shape k_j; trial
@@ -35,16 +36,23 @@ from bayes_ablation.models.priors import prior
 from bayes_ablation.spec import AnalysisSpec
 
 
-def study_effects(spec: AnalysisSpec, centred: np.ndarray | None = None) -> Any:
-    """μ, τ, θ (dim ``study``) and θ_new; returns θ.
+def hyperparameters(spec: AnalysisSpec) -> tuple[Any, Any]:
+    """μ (pooled log HR) and τ (between-study sd) from the spec's priors, and θ_new."""
+    mu = prior("mu", spec.priors["mu"])
+    tau = prior("tau", spec.priors["tau"])
+    z_new = pm.Normal("z_new", 0.0, 1.0)
+    pm.Deterministic("theta_new", mu + tau * z_new)
+    return mu, tau
+
+
+def study_effects(mu: Any, tau: Any, centred: np.ndarray | None = None) -> Any:
+    """θ (dim ``study``) drawn from N(μ, τ²); returns θ.
 
     Non-centred (θ_i = μ + τ z_i) for every study, except those flagged in ``centred``, which
     get θ_i ~ N(μ, τ²) directly (dim ``centred_study``): for a study whose own data pin θ_i
     down far more tightly than τ does — a large IPD trial — the non-centred form makes z_i,
     μ and τ strongly dependent, and NUTS then needs tiny steps.
     """
-    mu = prior("mu", spec.priors["mu"])
-    tau = prior("tau", spec.priors["tau"])
     if centred is None or not centred.any():
         z = pm.Normal("z", 0.0, 1.0, dims="study")
         theta = mu + tau * z
@@ -55,22 +63,36 @@ def study_effects(spec: AnalysisSpec, centred: np.ndarray | None = None) -> Any:
             theta = pt.set_subtensor(theta[np.flatnonzero(~centred)], mu + tau * z)
         direct = pm.Normal("theta_centred", mu, tau, dims="centred_study")
         theta = pt.set_subtensor(theta[np.flatnonzero(centred)], direct)
-    theta = pm.Deterministic("theta", theta, dims="study")
-    z_new = pm.Normal("z_new", 0.0, 1.0)
-    pm.Deterministic("theta_new", mu + tau * z_new)
-    return theta
+    return pm.Deterministic("theta", theta, dims="study")
 
 
 def build_normal_normal_model(spec: AnalysisSpec, studies: StudyTable) -> pm.Model:
-    """The normal–normal random-effects model for aggregate data (see module docstring)."""
+    """The normal–normal random-effects model for aggregate data (see module docstring).
+
+    ``parameterisation = "marginal"`` (model option) samples the same posterior in the form
+    y_i ~ N(μ, s_i² + τ²) with θ_i = B_i μ + (1 − B_i) y_i + s_i τ (s_i² + τ²)^(−½) ε_i,
+    B_i = s_i²/(s_i² + τ²), ε_i ~ N(0, 1): θ_i given (μ, τ, y) is exactly that normal, so
+    NUTS sees the two-dimensional (μ, τ) posterior and independent ε — no funnel, which helps
+    heavy-tailed τ priors with few studies.
+    """
     if studies.has_ipd:
         raise ValueError("normal_normal takes aggregate estimates only; "
                          "use weibull_ipd_ad for studies with patient data")
+    marginal = spec.model_options.get("parameterisation", "non_centred") == "marginal"
     with pm.Model(coords={"study": list(studies.studies)}) as model:
         y = pm.Data("y_data", studies.y, dims="study")
         se = pm.Data("se", studies.se, dims="study")
-        theta = study_effects(spec)
-        pm.Normal("y", mu=theta, sigma=se, observed=y, dims="study")
+        mu, tau = hyperparameters(spec)
+        if not marginal:
+            theta = study_effects(mu, tau)
+            pm.Normal("y", mu=theta, sigma=se, observed=y, dims="study")
+        else:
+            total = se**2 + tau**2
+            pm.Normal("y", mu=mu, sigma=pt.sqrt(total), observed=y, dims="study")
+            eps = pm.Normal("eps", 0.0, 1.0, dims="study")
+            shrink = se**2 / total
+            pm.Deterministic("theta", shrink * mu + (1 - shrink) * y
+                             + se * tau / pt.sqrt(total) * eps, dims="study")
     return model
 
 
@@ -121,7 +143,8 @@ def build_weibull_ipd_ad_model(spec: AnalysisSpec, studies: StudyTable) -> pm.Mo
               "treatment": ["experimental"], "patient": list(design["frame"]["patient"])}
     frame = design["frame"]
     with pm.Model(coords=coords) as model:
-        theta = study_effects(spec, centred)
+        mu, tau = hyperparameters(spec)
+        theta = study_effects(mu, tau, centred)
         if len(agg):
             y = pm.Data("y_data", agg["log_hr"].to_numpy(float), dims="aggregate_study")
             se = pm.Data("se", agg["se"].to_numpy(float), dims="aggregate_study")

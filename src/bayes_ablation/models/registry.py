@@ -103,6 +103,7 @@ register(ModelEntry(
     family="normal_normal",
     endpoints=("meta",),
     base_priors=("mu", "tau"),
+    options={"parameterisation": ("non_centred", one_of("non_centred", "marginal"))},
     site_hierarchy=False,
 ))
 
