@@ -60,6 +60,8 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
         level = s.get("ci_level", np.nan)
         lvl = f" ({100 * level:.4g}%)" if np.isfinite(level) and abs(level - 0.95) > 1e-9 \
             else ""
+        if s.get("evidence") == "ipd_stage1":
+            lvl += " IPD, stage 1"
         texts.append((yv, f"{s['hr']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}]{lvl}",
                       f"{r['median']:.2f} [{r[lo_c]:.2f}, {r[hi_c]:.2f}]"))
     mu = _row(table, "hr_mu")
@@ -82,7 +84,7 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
     x_lo, x_hi = float(np.min(lows)) / 1.15, float(np.max(highs)) * 1.15
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(-0.2, k + 2.6)
-    ticks = [t for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20)
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20)
              if x_lo <= t <= x_hi]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
