@@ -75,7 +75,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_destination(args.out, args.force)
     fitter = FITTERS.get(spec.endpoint)
     if fitter is None:
-        raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}")
+        hint = " (pool studies with 'bayes-ablation meta')" if spec.endpoint == "meta" else ""
+        raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
     result = fitter(spec, args)
     _say(f"writing bundle {args.out}")
     result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet)
