@@ -269,10 +269,11 @@ def fit_meta(spec: AnalysisSpec, studies: Any, *, method: str = "mcmc",
 
     sampled = None
     comparison = None
+    exact_grids = densities(exact) if exact is not None else None
     if method == "quadrature":
         idata, report = None, None
         table, probs = exact_table, exact.probabilities(thresholds)
-        estimands = densities(exact)
+        estimands = exact_grids
     else:   # PyMC is imported only here: the exact path stays light
         from bayes_ablation import diagnostics as diag
         from bayes_ablation.inference import sample
@@ -315,14 +316,16 @@ def fit_meta(spec: AnalysisSpec, studies: Any, *, method: str = "mcmc",
         "stage1": {k: {"log_hr": v[0], "se": v[1], "method": stage1_method}
                    for k, v in stage1.items()},
         "exact_table": exact_table,
-        "exact_densities": densities(exact) if exact is not None else None,
+        "exact_densities": exact_grids,
         "exact_notes": list(exact.notes) if exact is not None else [],
         "comparison": comparison,
         "sensitivity": sens_table,
         "sensitivity_source": panel_source,
         "sensitivity_densities": sens.tau_densities(sens_posts) if sens_posts else None,
         "studies": pooled_view.frame,
-        "warnings": list(studies.warnings),
+        "warnings": list(studies.warnings) + ([] if mu_normal else [
+            f"no exact posterior and no prior-sensitivity table: both need a normal prior on "
+            f"mu (the spec has {spec.priors['mu'].describe()})"]),
     }
     provenance = {
         "spec_name": spec.name,
