@@ -7,6 +7,9 @@ does not pay for PyMC and ArviZ.
     >>> spec = load_spec("models/pfs_weibull_site.toml")
     >>> result = fit(spec, read_patients("examples/pfs_trial.csv", spec))
     >>> result.save("results/pfs")
+    >>> from bayes_ablation import fit_meta, read_studies      # evidence pooling
+    >>> meta = fit_meta(load_spec("models/meta_loghr.toml"),
+    ...                 read_studies("examples/meta/crlm_pfs_hr.csv"), method="quadrature")
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ _EXPORTS = {
     "LesionTable": "bayes_ablation.data.lesions",
     "simulate_lr_trial": "bayes_ablation.data.simulate_lr",
     "fit": "bayes_ablation.analysis",
+    "fit_meta": "bayes_ablation.analysis",
     "Result": "bayes_ablation.analysis",
+    "read_studies": "bayes_ablation.data.studies",
+    "StudyTable": "bayes_ablation.data.studies",
+    "ExactPosterior": "bayes_ablation.meta.quadrature",
     "BayesAblationError": "bayes_ablation.errors",
     "DataValidationError": "bayes_ablation.errors",
     "SpecError": "bayes_ablation.errors",

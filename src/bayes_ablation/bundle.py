@@ -6,6 +6,7 @@ Layout::
     <out>/posterior.nc       ArviZ DataTree (posterior, sample_stats, observed/constant data,
                              estimands) — or posterior.zarr
     <out>/estimands.csv      one row per scalar estimand
+    <out>/<table>.csv        further tables a result adds (e.g. prior_sensitivity.csv)
     <out>/summary.json       estimands, probabilities, diagnostics, provenance
     <out>/report.html        self-contained report
     <out>/figures/*.png
@@ -108,11 +109,14 @@ def posterior_tree(result: Result) -> Any:
     """The DataTree saved in the bundle: the fit's groups plus an ``estimands`` group."""
     import xarray as xr
 
-    groups = {name: result.idata[name].to_dataset() for name in result.idata.children}
+    groups = ({name: result.idata[name].to_dataset() for name in result.idata.children}
+              if result.idata is not None else {})
     estimands = result.estimands.copy()
     estimands.attrs = {k: json.dumps(v) if isinstance(v, list | dict) else v
                        for k, v in estimands.attrs.items()}
     groups["estimands"] = estimands
+    for name, extra in result.extras.get("groups", {}).items():   # e.g. exact posterior grids
+        groups[name] = extra
     return xr.DataTree.from_dict(groups)
 
 
@@ -136,6 +140,8 @@ def write_bundle(result: Result, out: str | Path, *, force: bool = False,
         else:
             tree.to_zarr(tmp / "posterior.zarr")
         result.estimand_table.to_csv(tmp / "estimands.csv", index=False)
+        for name, frame in result.extras.get("tables", {}).items():   # e.g. prior sensitivity
+            frame.to_csv(tmp / f"{name}.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(result.summary(), indent=2,
                                                      default=_json_default))
         say("rendering report")

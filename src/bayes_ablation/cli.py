@@ -109,7 +109,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_destination(args.out, args.force)
     fitter = FITTERS.get(spec.endpoint)
     if fitter is None:
-        raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}")
+        hint = " (pool studies with 'bayes-ablation meta')" if spec.endpoint == "meta" else ""
+        raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
     result = fitter(spec, args)
     _say(f"writing bundle {args.out}")
     result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet)
@@ -267,8 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _meta_command(sub: argparse._SubParsersAction) -> None:
+    from bayes_ablation.meta.cli import register  # light: argparse only
+
+    register(sub)
+
+
 #: other modules add sub-commands here: each item is ``register(subparsers)``
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_meta_command]
 
 
 def _monitoring_commands(sub: argparse._SubParsersAction) -> None:

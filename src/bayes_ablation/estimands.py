@@ -358,7 +358,7 @@ def summarise(estimands: xr.Dataset, interval_prob: float = 0.95) -> pd.DataFram
             rows.append(row)
     frame = pd.DataFrame(rows)
     key_cols = [c for c in ("estimand", "treatment", "arm", "lesion_target", "population",
-                            "site_target", "time", "interval") if c in frame.columns]
+                            "site_target", "time", "interval", "study") if c in frame.columns]
     frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols), axis=1))
     return frame
 

@@ -114,6 +114,8 @@ class AnalysisSpec:
     time_unit: str = "months"
     source_path: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: pre-specified alternative priors: parameter -> label -> prior (``[sensitivity.<param>.<label>]``)
+    sensitivity: dict[str, dict[str, PriorSpec]] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -173,10 +175,25 @@ def load_spec(path: str | Path) -> AnalysisSpec:
     return parse_spec(raw, str(path))
 
 
+def parse_prior_tables(tables: dict[str, Any], source: str, section: str = "priors"
+                       ) -> dict[str, PriorSpec]:
+    """Parse a table of named prior tables (e.g. a packaged panel of alternative priors)."""
+    errs = _Collector()
+    out = {}
+    for name, table in tables.items():
+        prior = _parse_prior(name, table, errs, section=section)
+        if prior is not None:
+            out[name] = prior
+    if errs.messages:
+        raise SpecError(source, errs.messages)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # validation
 
-_TOP_LEVEL = {"analysis", "model", "hierarchy", "priors", "estimands", "sampler", "diagnostics"}
+_TOP_LEVEL = {"analysis", "model", "hierarchy", "priors", "estimands", "sampler", "diagnostics",
+              "sensitivity"}
 _ANALYSIS_KEYS = {"name", "description", "endpoint", "reference_arm", "covariates", "time_unit"}
 
 
@@ -221,8 +238,9 @@ def _number(section: str, table: dict, key: str, default: float, errs: _Collecto
     return int(value) if integer else float(value)
 
 
-def _parse_prior(name: str, table: Any, errs: _Collector) -> PriorSpec | None:
-    where = f"[priors.{name}]"
+def _parse_prior(name: str, table: Any, errs: _Collector, section: str = "priors"
+                 ) -> PriorSpec | None:
+    where = f"[{section}.{name}]"
     if not isinstance(table, dict):
         errs.add(f"{where} must be a table with 'family', its parameters and 'rationale'")
         return None
@@ -255,6 +273,21 @@ def _parse_prior(name: str, table: Any, errs: _Collector) -> PriorSpec | None:
         if params["lower"] >= params["upper"]:
             errs.add(f"{where} lower must be < upper, got {params['lower']} >= {params['upper']}")
     return PriorSpec(family=family, params=params, rationale=rationale.strip())
+
+
+def _check_positive(where: str, name: str, prior: PriorSpec, errs: _Collector,
+                    positive_priors: tuple[str, ...], positive_families: tuple[str, ...]) -> None:
+    """Scales and heterogeneity sds need a prior on (0, ∞) — or a uniform with lower >= 0."""
+    if not (name in positive_priors or name.startswith("sigma_")):
+        return
+    if prior.family == "uniform":
+        if prior.params.get("lower", 0.0) < 0:
+            errs.add(f"{where} is a positive quantity: a uniform prior needs lower >= 0, "
+                     f"got lower = {prior.params['lower']:g}")
+    elif prior.family not in positive_families:
+        errs.add(f"{where} is a positive quantity: family must be one of "
+                 f"{', '.join(positive_families)} (or uniform with lower >= 0), "
+                 f"got {prior.family!r}")
 
 
 def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
@@ -327,10 +360,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         prior = _parse_prior(pname, ptable, errs)
         if prior is not None:
             priors[pname] = prior
-            positive = pname in POSITIVE_PRIORS or pname.startswith("sigma_")
-            if positive and prior.family not in POSITIVE_FAMILIES:
-                errs.add(f"[priors.{pname}] is a positive quantity: family must be one of "
-                         f"{', '.join(POSITIVE_FAMILIES)}, got {prior.family!r}")
+            _check_positive(f"[priors.{pname}]", pname, prior, errs, POSITIVE_PRIORS,
+                            POSITIVE_FAMILIES)
     if entry is not None:
         needed = set(entry.required_priors(hierarchy, covariates, model_options))
         allowed = needed | set(entry.optional_priors)
@@ -339,6 +370,18 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         for extra in sorted(set(priors_table) - allowed):
             errs.add(f"[priors] '{extra}' is not a parameter of model {model!r} with this "
                      f"hierarchy (parameters: {', '.join(sorted(allowed))})")
+
+    if endpoint == "meta" and covariates:
+        errs.add("[analysis] covariates are not used by endpoint 'meta' (study effects are "
+                 "pooled as reported); remove them")
+    if entry is not None and not entry.site_hierarchy and "hierarchy" in raw:
+        errs.add(f"[hierarchy] does not apply to model family {model!r} (it has no sites); "
+                 "remove the section")
+
+    sensitivity = _parse_sensitivity(raw, priors, errs, POSITIVE_PRIORS, POSITIVE_FAMILIES)
+    if sensitivity and endpoint != "meta":
+        errs.add("[sensitivity] prior panels are run only for endpoint 'meta' so far; "
+                 "remove the section (it would be ignored)")
 
     e = _table(raw, "estimands", errs)
     _unknown("estimands", e, {"times_months", "rmst_tau_months", "hr_thresholds",
@@ -402,11 +445,39 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         reference_arm=reference_arm, covariates=tuple(covariates), model_options=model_options,
         hierarchy=hierarchy, priors=priors, estimands=estimands, sampler=sampler,
         diagnostics=diagnostics, time_unit=time_unit, source_path=source, raw=raw,
+        sensitivity=sensitivity,
     )
 
 
+def _parse_sensitivity(raw: dict[str, Any], priors: dict[str, PriorSpec], errs: _Collector,
+                       positive_priors: tuple[str, ...], positive_families: tuple[str, ...]
+                       ) -> dict[str, dict[str, PriorSpec]]:
+    """``[sensitivity.<parameter>.<label>]``: alternative priors for a parameter of the model,
+    each a prior table like ``[priors.*]`` (family, parameters, rationale)."""
+    table = _table(raw, "sensitivity", errs)
+    out: dict[str, dict[str, PriorSpec]] = {}
+    for pname, alternatives in table.items():
+        if pname not in priors:
+            errs.add(f"[sensitivity.{pname}] is not a prior of this spec "
+                     f"(priors: {', '.join(sorted(priors))})")
+            continue
+        if not isinstance(alternatives, dict) or not alternatives:
+            errs.add(f"[sensitivity.{pname}] must hold one table per alternative prior, e.g. "
+                     f"[sensitivity.{pname}.halfnormal_1]")
+            continue
+        out[pname] = {}
+        for label, ptable in alternatives.items():
+            where = f"[sensitivity.{pname}.{label}]"
+            prior = _parse_prior(f"{pname}.{label}", ptable, errs, section="sensitivity")
+            if prior is None:
+                continue
+            _check_positive(where, pname, prior, errs, positive_priors, positive_families)
+            out[pname][label] = prior
+    return out
+
+
 # --------------------------------------------------------------------------------------------
-# minimal TOML writer (tomllib reads only); the spec's tables are at most two levels deep.
+# minimal TOML writer (tomllib reads only); nested tables become dotted headers.
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):

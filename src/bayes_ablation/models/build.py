@@ -13,12 +13,14 @@ Builder = Callable[..., pm.Model]
 
 
 def _builders() -> dict[str, Builder]:
-    from bayes_ablation.models import local_recurrence, pfs
+    from bayes_ablation.models import local_recurrence, meta, pfs
 
     return {"weibull": pfs.build_weibull_model,
             "piecewise_exponential": pfs.build_pwe_model,
             "lr_weibull": local_recurrence.build_lr_weibull_model,
-            "lr_pwe": local_recurrence.build_lr_pwe_model}
+            "lr_pwe": local_recurrence.build_lr_pwe_model,
+            "normal_normal": meta.build_normal_normal_model,
+            "weibull_ipd_ad": meta.build_weibull_ipd_ad_model}
 
 
 def build_model(spec: AnalysisSpec, data: Any, **kwargs: Any) -> pm.Model:

@@ -95,13 +95,19 @@ def patient_coords(patients: PatientTable, covariate_names: list[str]) -> dict[s
 
 
 def linear_predictor(spec: AnalysisSpec, arm_idx: Any, site_idx: Any, x: Any,
-                     n_covariates: int, centring: tuple[Any, Any] | None = None) -> Any:
+                     n_covariates: int, centring: tuple[Any, Any] | None = None,
+                     treatment_effect: Any = None) -> Any:
     """η = β_arm + x γ + site effects; creates ``log_hr``, ``hr`` and ``beta_covariates``.
-    ``centring``: site-effect parameterisation weights (see ``hierarchy.site_effects``)."""
-    log_hr = prior("log_hr", spec.priors["log_hr"], dims="treatment")
-    pm.Deterministic("hr", pt.exp(log_hr), dims="treatment")
-    log_hr_full = pt.concatenate([pt.zeros(1), log_hr])
-    eta = log_hr_full[arm_idx] + site_effects(spec, site_idx, arm_idx, centring=centring)
+
+    ``centring``: site-effect parameterisation weights (see ``hierarchy.site_effects``).
+    ``treatment_effect`` (per patient, 0 on the reference arm) replaces β_arm when the effect
+    comes from elsewhere, e.g. a trial's θ_j in a meta-analysis (then no ``log_hr`` is made).
+    """
+    if treatment_effect is None:
+        log_hr = prior("log_hr", spec.priors["log_hr"], dims="treatment")
+        pm.Deterministic("hr", pt.exp(log_hr), dims="treatment")
+        treatment_effect = pt.concatenate([pt.zeros(1), log_hr])[arm_idx]
+    eta = treatment_effect + site_effects(spec, site_idx, arm_idx, centring=centring)
     if n_covariates:
         beta = prior("beta_covariates", spec.priors["beta_covariates"], dims="covariate")
         eta = eta + pt.dot(x, beta)

@@ -19,6 +19,12 @@ def positive_number(value: Any) -> str | None:
     return None if ok else f"must be a number > 0, got {value!r}"
 
 
+def one_of(*choices: str) -> OptionCheck:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+    return check
+
+
 def boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
 
@@ -39,13 +45,15 @@ class ModelEntry:
     #: options that change only the model's data, never its graph (a compiled model of the
     #: same structure can be reused with new values)
     data_options: tuple[str, ...] = ()
+    #: whether the spec's [hierarchy] (site effects) applies; False for aggregate-data models
+    site_hierarchy: bool = True
 
     def required_priors(self, hierarchy: Any, covariates: Sequence[str],
                         options: dict[str, Any]) -> list[str]:
         names = list(self.base_priors)
-        if getattr(hierarchy, "site_intercepts", False):
+        if self.site_hierarchy and getattr(hierarchy, "site_intercepts", False):
             names.append("sigma_site")
-        if getattr(hierarchy, "site_arm_slopes", False):
+        if self.site_hierarchy and getattr(hierarchy, "site_arm_slopes", False):
             names.append("sigma_site_arm")
         if covariates:
             names.append("beta_covariates")
@@ -93,12 +101,6 @@ register(ModelEntry(
     base_priors=("log_hr", "log_cumhaz_ref", "weibull_shape"),
     options={"time_ref_months": (12.0, positive_number)},
 ))
-
-
-def one_of(*allowed: str) -> OptionCheck:
-    def check(value: Any) -> str | None:
-        return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"
-    return check
 
 
 def increasing_positive_numbers(value: Any) -> str | None:
@@ -184,4 +186,22 @@ register(ModelEntry(
              "patient_frailty": (True, boolean),
              "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
     option_priors={"patient_frailty": ("sigma_patient",)},
+))
+
+
+# Evidence pooling (endpoint "meta"): study effects θ_i ~ N(μ, τ²), see models/meta.py.
+register(ModelEntry(
+    family="normal_normal",
+    endpoints=("meta",),
+    base_priors=("mu", "tau"),
+    options={"parameterisation": ("non_centred", one_of("non_centred", "marginal"))},
+    site_hierarchy=False,
+))
+
+register(ModelEntry(
+    family="weibull_ipd_ad",
+    endpoints=("meta",),
+    base_priors=("mu", "tau", "log_cumhaz_ref", "weibull_shape"),
+    options={"time_ref_months": (12.0, positive_number),
+             "ipd_effects": ("non_centred", one_of("non_centred", "centred"))},
 ))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,7 +52,7 @@ def figure_makers(result: Result) -> dict[str, Callable[[], Figure]]:
     from bayes_ablation.report import plots
 
     makers: dict[str, Callable[[], Figure]] = {}
-    post = result.idata.posterior.to_dataset()
+    post = result.idata.posterior.to_dataset() if result.idata is not None else xr.Dataset()
     prob = result.spec.estimands.interval_prob
     if "arm" in result.ppc:
         def km_posterior() -> Figure:
@@ -134,7 +135,11 @@ def render_html(result: Result, pngs: Mapping[str, bytes],
     spec = result.spec
     d = result.diagnostics
     prov = result.provenance
-    if d.passed:
+    if d is None:
+        banner = ("<div class='banner pass'>No sampling: the posterior was computed "
+                  "deterministically (exact quadrature), so there is no Monte Carlo error and "
+                  "no convergence gate.</div>")
+    elif d.passed:
         banner = ("<div class='banner pass'>Convergence gate passed: max R-hat "
                   f"{d.rhat_max:.3f}, min bulk ESS {d.ess_bulk_min:.0f}, min tail ESS "
                   f"{d.ess_tail_min:.0f}, {d.divergences} divergences, min E-BFMI "
@@ -148,7 +153,7 @@ def render_html(result: Result, pngs: Mapping[str, bytes],
     est_view = table[["label", "mean", "sd", "median", *q_cols]]
     probs = pd.DataFrame([{"quantity": k, "posterior probability": v}
                           for k, v in result.probabilities.items()])
-    diag_view = d.table if d.table is not None else pd.DataFrame()
+    diag_view = d.table if d is not None and d.table is not None else None
     figs = "".join(
         f"<h3>{html.escape(name.replace('_', ' '))}</h3>"
         f"<img alt='{html.escape(name)}' src='data:image/png;base64,"
@@ -159,10 +164,15 @@ def render_html(result: Result, pngs: Mapping[str, bytes],
             ppc_rows.append({"level": level, "group": str(g),
                              "observed KM inside band": float(ds["coverage"].sel(group=g)),
                              "P(rep events ≥ obs)": float(ds["events_p_value"].sel(group=g))})
-    estimands_note = result.extras.get("estimands_note_html") or (
+    estimands_note = (result.extras.get("estimands_note_html")
+                      or result.extras.get("estimands_note") or (
         "Hazard ratio &lt; 1 and survival difference &gt; 0 favour the treatment arm over the "
         f"reference arm ({html.escape(str(spec.reference_arm))}). \"average site\": site effect "
-        "0; \"new site\": integrated over the between-site distribution.")
+        "0; \"new site\": integrated over the between-site distribution."))
+    ppc_html = (f"<h2>Posterior predictive checks</h2>{_table(pd.DataFrame(ppc_rows))}"
+                if ppc_rows else "")
+    diag_html = (f"<h2>Convergence diagnostics</h2>{_table(diag_view)}"
+                 if diag_view is not None else "")
     extra_sections = "".join(f"<h2>{html.escape(title)}</h2>{body}"
                              for title, body in (sections or []))
     versions = prov.get("versions", {})
@@ -191,8 +201,8 @@ SHA-256 <code>{prov.get('spec_sha256', '')[:16]}…</code> · data
 {_table(est_view)}
 {extra_sections}
 <h2>Figures</h2>{figs}
-<h2>Posterior predictive checks</h2>{_table(pd.DataFrame(ppc_rows)) if ppc_rows else ''}
-<h2>Convergence diagnostics</h2>{_table(diag_view)}
+{ppc_html}
+{diag_html}
 <h2>Provenance</h2>{_table(prov_rows)}
 </body></html>"""
 
