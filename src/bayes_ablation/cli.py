@@ -170,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+def _register_builtin_extras() -> None:
+    from bayes_ablation.validation.cli import register_validate  # light: argparse only
+
+    EXTRA_COMMANDS.append(register_validate)
+
+
+_register_builtin_extras()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
