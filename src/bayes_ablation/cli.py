@@ -287,6 +287,15 @@ def _monitoring_commands(sub: argparse._SubParsersAction) -> None:
 EXTRA_COMMANDS.append(_monitoring_commands)
 
 
+def _register_builtin_extras() -> None:
+    from bayes_ablation.validation.cli import register_validate  # light: argparse only
+
+    EXTRA_COMMANDS.append(register_validate)
+
+
+_register_builtin_extras()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

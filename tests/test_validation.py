@@ -1,0 +1,288 @@
+"""Self-validation machinery: ranks and uniformity tests on exact posteriors, prior draws,
+coverage arithmetic, resume, and the `validate` command end to end on a tiny study."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayes_ablation.validation import uniformity as uni
+from bayes_ablation.validation.coverage import (
+    coverage_table,
+    estimates_table,
+    parse_truth,
+)
+from bayes_ablation.validation.runner import (
+    SimulationTask,
+    make_tasks,
+    run_study,
+    summarise_draws,
+)
+from bayes_ablation.validation.sbc import summarise_sbc
+
+# ----------------------------------------------------------------------------------------
+# an exactly solvable model: θ ~ N(0, 1), y_1..n | θ ~ N(θ, 1)  ⇒  θ | y ~ N(Σy/(n+1), 1/(n+1))
+
+N_OBS = 5
+
+
+def conjugate_record(index: int, seed: int, *, sd_factor: float = 1.0, shift: float = 0.0,
+                     theta: float | None = None, rank_draws: int = 99) -> dict[str, Any]:
+    """One SBC simulation with exact posterior draws (optionally made mis-calibrated: sd scaled
+    by ``sd_factor``, mean shifted by ``shift`` posterior sds). ``theta`` fixes the truth."""
+    rng = np.random.default_rng([seed, index])
+    truth = rng.normal() if theta is None else theta
+    y = rng.normal(truth, 1.0, N_OBS)
+    sd = 1.0 / np.sqrt(N_OBS + 1)
+    mean = y.sum() / (N_OBS + 1)
+    draws = rng.normal(mean + shift * sd, sd_factor * sd, size=(4, 250))
+    return {"index": index, "status": "ok", "flags": [],
+            "params": {"theta": summarise_draws(draws, truth, rank_draws)},
+            "diagnostics": {"divergences": 0}}
+
+
+def conjugate_task(task: SimulationTask, cores: int = 1) -> dict[str, Any]:
+    """A stand-in for run_simulation with the conjugate model (module-level: picklable)."""
+    if task.index == INTERRUPT_AT.get("index"):
+        raise KeyboardInterrupt
+    CALLS.append(task.index)
+    return conjugate_record(task.index, task.seed, rank_draws=task.rank_draws)
+
+
+INTERRUPT_AT: dict[str, int] = {}
+CALLS: list[int] = []
+
+
+def records(n: int, **kw: Any) -> list[dict[str, Any]]:
+    return [conjugate_record(i, 2024, **kw) for i in range(n)]
+
+
+def test_ranks_of_an_exact_posterior_are_uniform():
+    summary = summarise_sbc(records(400), ["theta"], 99)
+    row = summary.tests.iloc[0]
+    assert summary.passed, summary.verdict
+    assert row["chi2_p"] > 0.01 and row["ecdf_p"] > 0.01
+    # SBC implies nominal coverage on average over the prior
+    cov = summary.coverage.iloc[0]
+    for level in (0.5, 0.8, 0.95):
+        assert abs(cov[f"coverage_{level:g}"] - level) < 4 * cov[f"coverage_{level:g}_mcse"]
+
+
+@pytest.mark.parametrize("kw, shape", [
+    ({"sd_factor": 0.6}, "overconfident: U-shaped ranks"),
+    ({"sd_factor": 1.6}, "underconfident: hump-shaped ranks"),
+    ({"shift": 0.6}, "biased: ranks piled at one end"),
+])
+def test_miscalibrated_posteriors_are_rejected(kw, shape):
+    summary = summarise_sbc(records(400, **kw), ["theta"], 99)
+    assert not summary.passed, shape
+    assert summary.rejected == ["theta"]
+    assert summary.tests.iloc[0]["ecdf_p"] < 1e-3
+
+
+def test_rank_and_thinning_arithmetic():
+    assert uni.rank_of(0.5, np.array([0.1, 0.6, 0.4])) == 2
+    assert uni.rank_of(-9.0, np.arange(5.0)) == 0 and uni.rank_of(9.0, np.arange(5.0)) == 5
+    draws = np.arange(1000.0).reshape(4, 250)
+    kept = uni.thin(draws, 99)
+    assert kept.size == 99 and kept[0] == 0 and kept[-1] == 999
+    assert np.all(np.diff(kept) >= 10)  # evenly spread over all chains
+    with pytest.raises(ValueError):
+        uni.thin(draws, 1001)
+
+
+def test_chi_square_on_binned_ranks():
+    assert uni.n_bins(200, 99) == 20 and uni.n_bins(20, 99) == 4 and uni.n_bins(12, 99) == 2
+    flat = np.repeat(np.arange(100), 2)  # exactly uniform
+    chi = uni.chi_square_test(flat, 99)
+    assert chi.statistic == 0 and chi.p_value == 1 and chi.bins == 20
+    lumped = np.zeros(40, dtype=int)  # all ranks 0: every count in bin 1 of 5
+    chi = uni.chi_square_test(lumped, 99, bins=5)
+    assert chi.statistic == pytest.approx(40 * 4)  # Σ (n_b − N/B)²/(N/B) = N (B − 1)
+    assert chi.p_value == pytest.approx(stats.chi2.sf(160, 4))
+    with pytest.raises(ValueError):
+        uni.binned_counts(np.array([0, 100]), 99, 20)
+
+
+def test_ecdf_test_has_its_nominal_size_and_matches_arviz_band():
+    rng = np.random.default_rng(5)
+    p = np.array([uni.ecdf_test(rng.integers(0, 100, 100), 99).p_value for _ in range(300)])
+    # P(reject at 5%) under uniformity: 0.05 ± 3 binomial SEs
+    assert abs(np.mean(p < 0.05) - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 300)
+    from arviz_stats.ecdf_utils import simulate_confidence_bands
+
+    n, max_rank = 1000, 99  # large N: no count can be 0, where arviz's helper drops a tail
+    z = np.arange(1, max_rank + 1) / (max_rank + 1)
+    mine = uni.ecdf_test(rng.integers(0, 100, n), max_rank).pointwise_level
+    theirs = 1 - simulate_confidence_bands(n, 1, z, 0.95, 2000, np.random.default_rng(1))
+    assert theirs == pytest.approx(mine, rel=0.25)
+
+
+def test_prior_draws_match_pymc_for_every_family():
+    import pymc as pm
+
+    from bayes_ablation.models.priors import prior
+    from bayes_ablation.spec import PRIOR_FAMILIES, PriorSpec
+    from bayes_ablation.validation.priors import draw_prior
+
+    params = {"mu": 0.3, "sigma": 0.7, "nu": 4.0, "beta": 0.5, "lam": 2.0, "alpha": 3.0,
+              "lower": -1.0, "upper": 2.0}
+    specs = {fam: PriorSpec(fam, {k: params[k] for k in keys}, "test")
+             for fam, keys in PRIOR_FAMILIES.items()}
+    specs["gamma"] = PriorSpec("gamma", {"alpha": 3.0, "beta": 2.0}, "rate 2: mean 1.5")
+    with pm.Model():
+        rvs = [prior(fam, s) for fam, s in specs.items()]
+    pymc_draws = pm.draw(rvs, draws=3000, random_seed=1)
+    rng = np.random.default_rng(2)
+    for (fam, spec), theirs in zip(specs.items(), pymc_draws, strict=True):
+        ours = draw_prior(spec, rng, 3000)
+        assert stats.ks_2samp(ours, theirs).pvalue > 1e-3, fam
+    assert isinstance(draw_prior(specs["normal"], rng), float)
+
+
+# ------------------------------------------------------------------------------- coverage
+
+def test_coverage_bias_rmse_and_their_mcse():
+    import pandas as pd
+
+    from bayes_ablation.validation.runner import QUANTILE_PROBS
+
+    truth = np.array([0.0, 0.0, 0.0, 0.0])
+    mean = np.array([0.1, -0.3, 0.2, 0.4])
+    half = {0.25: 0.15, 0.1: 0.25, 0.025: 0.35}  # interval half-widths per lower quantile
+    rows = []
+    for i, (t, m) in enumerate(zip(truth, mean, strict=True)):
+        q = {}
+        for lo, w in half.items():
+            q[f"q{lo:g}"], q[f"q{1 - lo:g}"] = m - w, m + w
+        q.update({f"q{p:g}": m for p in QUANTILE_PROBS if f"q{p:g}" not in q})
+        rows.append({"simulation": i, "parameter": "a", "truth": t, "mean": m, "sd": 0.2, **q})
+    table = coverage_table(pd.DataFrame(rows)).iloc[0]
+    # |error| = .1 .3 .2 .4 ⇒ inside ±.15: 1 of 4; ±.25: 2 of 4; ±.35: 3 of 4
+    assert table["coverage_0.5"] == 0.25 and table["coverage_0.8"] == 0.5
+    assert table["coverage_0.95"] == 0.75
+    assert table["coverage_0.8_mcse"] == pytest.approx(np.sqrt(0.5 * 0.5 / 4))
+    assert table["bias"] == pytest.approx(0.1)
+    assert table["bias_mcse"] == pytest.approx(np.std(mean, ddof=1) / 2)
+    assert table["rmse"] == pytest.approx(np.sqrt(np.mean(mean**2)))
+    mse_mcse = np.std(mean**2, ddof=1) / 2
+    assert table["rmse_mcse"] == pytest.approx(mse_mcse / (2 * table["rmse"]))
+
+
+def test_fixed_truth_coverage_agrees_with_the_exact_frequentist_coverage():
+    """At fixed θ₀ the central q-interval m ± z sd (m = Σy/(n+1), sd² = 1/(n+1)) covers θ₀
+    with probability Φ((z·sd + b)/s) − Φ((−z·sd + b)/s), b = θ₀/(n+1), s = sqrt(n)/(n+1)."""
+    theta0, n_sims = 1.5, 1500
+    recs = [conjugate_record(i, 7, theta=theta0) for i in range(n_sims)]
+    table = coverage_table(estimates_table(recs, ["theta"])).iloc[0]
+    sd, b, s = 1 / np.sqrt(N_OBS + 1), theta0 / (N_OBS + 1), np.sqrt(N_OBS) / (N_OBS + 1)
+    for level in (0.5, 0.8, 0.95):
+        zq = stats.norm.ppf(0.5 + level / 2)
+        exact = stats.norm.cdf((zq * sd + b) / s) - stats.norm.cdf((-zq * sd + b) / s)
+        assert exact < level  # shrinkage towards 0 under-covers a truth far from the prior mean
+        se = np.sqrt(exact * (1 - exact) / n_sims)
+        assert abs(table[f"coverage_{level:g}"] - exact) < 4 * se, level
+    assert table["bias"] == pytest.approx(-b, abs=4 * table["bias_mcse"])
+
+
+def test_truth_parsing_reports_every_problem(weibull_spec):
+    from bayes_ablation.validation.adapters import ValidationSetupError
+
+    need = ["log_hr", "log_cumhaz_ref", "weibull_shape", "sigma_site"]
+    ok = parse_truth(["log_hr=-0.25", "log_cumhaz_ref=-0.7", "weibull_shape=1.2",
+                      "sigma_site=0.3"], weibull_spec, need)
+    assert ok == {"log_hr": -0.25, "log_cumhaz_ref": -0.7, "weibull_shape": 1.2,
+                  "sigma_site": 0.3}
+    with pytest.raises(ValidationSetupError) as err:
+        parse_truth(["log_hr=abc", "sigma_site=-1", "tau=0.2", "nonsense"], weibull_spec, need)
+    msg = str(err.value)
+    for fragment in ("'abc' is not a number", "sigma_site: must be > 0", "tau: not a parameter",
+                     "'nonsense': expected NAME=VALUE", "log_cumhaz_ref=VALUE is missing",
+                     "weibull_shape=VALUE is missing"):
+        assert fragment in msg
+
+
+# --------------------------------------------------------------------------------- resume
+
+def test_interrupted_study_resumes_with_the_same_results(tmp_path, weibull_spec):
+    from bayes_ablation.parallel import CheckpointError
+
+    tasks = make_tasks(weibull_spec, "sbc", 30, design={"n": 1}, rank_draws=99)
+    full = run_study(tasks, workers=1, progress=False, simulate=conjugate_task)
+    CALLS.clear()
+    INTERRUPT_AT["index"] = 17
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_study(tasks, workers=1, progress=False, checkpoint_dir=tmp_path,
+                      simulate=conjugate_task, chunk_size=5)
+    finally:
+        INTERRUPT_AT.clear()
+    assert CALLS == list(range(17))  # chunks 0-4, 5-9, 10-14 are saved; 15, 16 are lost
+    CALLS.clear()
+    resumed = run_study(tasks, workers=1, progress=False, checkpoint_dir=tmp_path,
+                        simulate=conjugate_task, chunk_size=3)
+    assert CALLS == list(range(15, 30))
+    assert [json.dumps(r, sort_keys=True) for r in resumed] == \
+        [json.dumps(r, sort_keys=True) for r in full]
+    other = make_tasks(weibull_spec, "sbc", 30, design={"n": 1}, rank_draws=49)
+    with pytest.raises(CheckpointError, match="different study"):
+        run_study(other, workers=1, progress=False, checkpoint_dir=tmp_path,
+                  simulate=conjugate_task)
+
+
+def test_task_seeds_depend_on_study_and_index_only(weibull_spec):
+    a = make_tasks(weibull_spec, "sbc", 3, design={}, rank_draws=99)
+    recs = [conjugate_task(t) for t in a]
+    again = [conjugate_task(t) for t in reversed(a)][::-1]
+    assert recs == again
+    assert a[0].seed == weibull_spec.sampler.seed
+    assert make_tasks(weibull_spec, "sbc", 3, design={}, rank_draws=99, seed=5)[1].seed == 5
+
+
+# --------------------------------------------------------------------- command, end to end
+
+def test_validate_sbc_command_writes_a_bundle_and_resumes(tmp_path, weibull_spec):
+    from bayes_ablation.bundle import read_summary
+    from bayes_ablation.cli import main
+
+    out, ckpt = tmp_path / "sbc", tmp_path / "ckpt"
+    argv = ["validate", "sbc", "--spec", weibull_spec.source_path, "--n-sims", "3",
+            "--out", str(out), "--workers", "1", "--quiet", "--chains", "2", "--draws", "100",
+            "--tune", "150", "--rank-draws", "19", "--design", "n_patients=80",
+            "--checkpoint", str(ckpt)]
+    assert main(argv) == 0
+    summary = read_summary(out)  # checks the manifest
+    assert summary["fit_problems"]["simulations"] == 3
+    assert summary["provenance"]["design"]["n_patients"] == 80
+    assert summary["provenance"]["sampler_settings"]["draws"] == 100
+    assert summary["provenance"]["resumed_from_checkpoint"] == 0
+    names = {p["parameter"] for p in summary["uniformity"]}
+    assert names == {"log_hr", "log_cumhaz_ref", "weibull_shape", "sigma_site", "u_site[S01]"}
+    for f in ("report.html", "ranks.csv", "uniformity.csv", "simulations.jsonl", "spec.toml",
+              "figures/rank_histograms.png", "figures/ecdf_difference.png"):
+        assert (out / f).is_file(), f
+    lines = [json.loads(x) for x in (out / "simulations.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "ok" for r in lines), [r.get("error") for r in lines]
+    ranks = [r["params"]["log_hr"]["rank"] for r in lines]
+    assert all(0 <= r <= 19 for r in ranks)
+    assert main(argv) == 2  # the bundle exists: refused without --force
+    # everything is checkpointed: a forced re-run recomputes nothing and gives the same ranks
+    assert main([*argv, "--force"]) == 0
+    again = read_summary(out)
+    assert again["provenance"]["resumed_from_checkpoint"] == 3
+    lines2 = [json.loads(x) for x in (out / "simulations.jsonl").read_text().splitlines()]
+    assert [r["params"]["log_hr"]["rank"] for r in lines2] == ranks
+
+
+def test_validate_coverage_rejects_bad_truth_before_fitting(tmp_path, weibull_spec, capsys):
+    from bayes_ablation.cli import main
+
+    code = main(["validate", "coverage", "--spec", weibull_spec.source_path, "--n-sims", "2",
+                 "--out", str(tmp_path / "cov"), "--truth", "log_hr=-0.25", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "weibull_shape=VALUE is missing" in err and not (tmp_path / "cov").exists()
