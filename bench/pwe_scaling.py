@@ -9,6 +9,10 @@ are timed separately. Ratios are against the smallest trial, measured in the sam
 Goals (issue 3): fit time at 10^6 patients ≤ 1.5 × fit time at 10^3; aggregation ≥ 10^6 rows/s.
 
     PYTHONPATH=src python bench/pwe_scaling.py [--sizes 1000 10000 100000 1000000]
+    PYTHONPATH=src python bench/pwe_scaling.py --parameterisation non_centred --adaptation diag
+
+"steps" is the mean number of leapfrog steps (gradient evaluations) per draw: the
+load-independent part of the fit time (wall-clock times on a shared machine are noisy).
 """
 
 from __future__ import annotations
@@ -34,12 +38,17 @@ HAZARDS = [0.03, 0.05, 0.06, 0.055, 0.05, 0.045, 0.04, 0.035, 0.03, 0.03]
 LOG_HR = [-0.5, -0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.0, 0.0, 0.0]
 
 
-def bench_spec(draws: int, tune: int, chains: int):
+def bench_spec(draws: int, tune: int, chains: int, parameterisation: str | None = None,
+               adaptation: str | None = None):
     spec = load_spec(ROOT / "models" / "pfs_piecewise_site.toml")
     raw = json.loads(json.dumps(spec.raw))
     raw["model"].pop("cuts", None)
     raw["model"]["cuts_months"] = CUTS
+    if parameterisation:
+        raw["model"]["parameterisation"] = parameterisation
     raw["sampler"].update(draws=draws, tune=tune, chains=chains)
+    if adaptation:
+        raw["sampler"]["adaptation"] = adaptation
     return parse_spec(raw, "bench:pfs_piecewise_site(cuts_months=10 intervals)")
 
 
@@ -59,6 +68,10 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="aggregation / fit repeats (median)")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--parameterisation", choices=("auto", "non_centred", "centred"),
+                    help="override the spec's (default: as shipped, auto)")
+    ap.add_argument("--adaptation", choices=("diag", "low_rank"),
+                    help="override the spec's mass-matrix adaptation (shipped: low_rank)")
     args = ap.parse_args()
 
     import arviz as az
@@ -66,7 +79,7 @@ def main() -> None:
     from bayes_ablation.inference import sample
     from bayes_ablation.models.pfs import build_pwe_model
 
-    spec = bench_spec(args.draws, args.tune, args.chains)
+    spec = bench_spec(args.draws, args.tune, args.chains, args.parameterisation, args.adaptation)
     rows = []
     compile_s = None
     for n in args.sizes:
@@ -102,6 +115,8 @@ def main() -> None:
 
     base = rows[0]
     print(f"\nPWE scaling: {args.sites} sites, {len(CUTS) + 1} intervals, time-varying HR, "
+          f"parameterisation {spec.model_options.get('parameterisation', 'auto')}, "
+          f"{spec.sampler.adaptation} mass matrix, "
           f"nutpie {args.chains} chains x ({args.tune} tune + {args.draws} draws); median of "
           f"{args.repeats} repeats; one compile ({compile_s:.1f} s) reused for every size")
     head = (f"{'patients':>9} {'events':>7} {'cells':>5} {'aggregate s':>11} {'rows/s':>10} "

@@ -62,9 +62,19 @@ def records(n: int, **kw: Any) -> list[dict[str, Any]]:
 
 
 def test_ranks_of_an_exact_posterior_are_uniform():
-    summary = summarise_sbc(records(400), ["theta"], 99)
+    recs = records(400)
+    for r in recs[::4]:
+        r["flags"] = ["rhat"]  # flagged fits are counted, and their ranks kept
+    summary = summarise_sbc(recs, ["theta"], 99)
     row = summary.tests.iloc[0]
     assert summary.passed, summary.verdict
+    assert row["n"] == 400 and summary.problems["flagged"] == 100
+    assert summary.problems["by_flag"] == {"divergences": 0, "rhat": 100, "low_ess": 0}
+    assert summary.tests_flagged.iloc[0]["n"] == 100
+    assert summary.tests_unflagged.iloc[0]["n"] == 300
+    failed = [*recs, {"index": 400, "status": "error", "stage": "fit", "error": "x", "flags": []}]
+    verdict = summarise_sbc(failed, ["theta"], 99)
+    assert not verdict.passed and "1 of 401 simulations failed" in verdict.verdict
     assert row["chi2_p"] > 0.01 and row["ecdf_p"] > 0.01
     # SBC implies nominal coverage on average over the prior
     cov = summary.coverage.iloc[0]
@@ -78,7 +88,10 @@ def test_ranks_of_an_exact_posterior_are_uniform():
     ({"shift": 0.6}, "biased: ranks piled at one end"),
 ])
 def test_miscalibrated_posteriors_are_rejected(kw, shape):
-    summary = summarise_sbc(records(400, **kw), ["theta"], 99)
+    recs = records(400, **kw)
+    recs[3] = {"index": 3, "status": "error", "stage": "fit", "error": "boom", "flags": []}
+    summary = summarise_sbc(recs, ["theta"], 99)
+    assert summary.problems["errors"] == 1 and summary.problems["error_list"][0]["error"] == "boom"
     assert not summary.passed, shape
     assert summary.rejected == ["theta"]
     assert summary.tests.iloc[0]["ecdf_p"] < 1e-3
@@ -286,3 +299,20 @@ def test_validate_coverage_rejects_bad_truth_before_fitting(tmp_path, weibull_sp
     assert code == 2
     err = capsys.readouterr().err
     assert "weibull_shape=VALUE is missing" in err and not (tmp_path / "cov").exists()
+
+
+# ------------------------------------------------------------------------------------ slow
+
+@pytest.mark.slow
+def test_small_sbc_of_the_weibull_model_is_calibrated(weibull_spec):
+    """20 simulations at the command's default settings (4 chains × 500 draws, L = 99, the
+    default design): no fit fails or diverges and no uniformity test rejects at p < 0.001."""
+    from bayes_ablation.validation.runner import run_validation
+
+    spec = weibull_spec.with_sampler(chains=4, draws=500)
+    study = run_validation(spec, "sbc", 20, workers=1, progress=False)
+    summary = summarise_sbc(study.records, study.key_parameters, study.rank_draws)
+    assert summary.problems["errors"] == 0, summary.problems["error_list"]
+    assert summary.problems["by_flag"]["divergences"] == 0
+    assert len(summary.tests) == 5
+    assert (summary.tests[["chi2_p", "ecdf_p"]].min(axis=1) > 0.001).all(), summary.tests

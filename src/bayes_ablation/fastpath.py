@@ -167,12 +167,25 @@ def weibull_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     if observed != ["y"]:
         raise KernelUnavailable(f"expected one observed variable 'y', found {observed}")
     time = np.asarray(data["time_months"], float)
+    event = np.asarray(data["event"], float)
+    arm = np.asarray(data["arm_idx"], int)
+    site = np.asarray(data["site_idx"], int)
     x = np.asarray(data["x"], float).reshape(time.size, -1)
     n_sites = len(model.coords["site"])
     n_treat = len(model.coords["treatment"])
-    parts = [plan.blocks.ravel(), np.log(time), np.asarray(data["event"], float),
-             np.asarray(data["arm_idx"], float), np.asarray(data["site_idx"], float),
-             x.ravel(), plan.expand.ravel()]
+    groups = np.zeros((0, nk.GROUP_WIDTH))
+    if x.shape[1] == 0:  # one log λ per (site, arm) cell: patients sorted by cell
+        cell = site * (n_treat + 1) + arm
+        order = np.argsort(cell, kind="stable")
+        time, event, arm, site, cell = (time[order], event[order], arm[order], site[order],
+                                        cell[order])
+        starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+        ends = np.r_[starts[1:], cell.size]
+        dlogt = event * np.log(time)
+        groups = np.array([[site[a], arm[a], a, b, event[a:b].sum(), dlogt[a:b].sum()]
+                           for a, b in zip(starts, ends, strict=True)], float)
+    parts = [plan.blocks.ravel(), np.log(time), event, arm.astype(float),
+             site.astype(float), x.ravel(), plan.expand.ravel(), groups.ravel()]
     header = np.zeros(nk.HEADER)
     offsets = np.cumsum([nk.HEADER] + [p.size for p in parts])
     header[nk.H_LEN] = offsets[-1]
@@ -185,9 +198,10 @@ def weibull_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     header[nk.H_LOGTREF] = plan.log_t_ref
     (header[nk.H_OFF_BLOCKS], header[nk.H_OFF_LOGT], header[nk.H_OFF_EVENT],
      header[nk.H_OFF_ARM], header[nk.H_OFF_SITE], header[nk.H_OFF_X],
-     header[nk.H_OFF_EXPAND]) = offsets[:-1]
+     header[nk.H_OFF_EXPAND], header[nk.H_OFF_GROUPS]) = offsets[:-1]
     header[nk.H_NEXPANDED] = plan.n_expanded
     header[nk.H_NEXPAND] = plan.expand.shape[0]
+    header[nk.H_NGROUPS] = groups.shape[0]
     buf = np.ascontiguousarray(np.concatenate([header, *parts]))
     buf.flags.writeable = False
     return buf

@@ -33,8 +33,9 @@ from numba import types
 # ---- buffer header (float64 slots) -------------------------------------------------------
 H_LEN, H_N, H_NBLOCKS, H_NDIM, H_NSITES, H_NTREAT, H_NCOV, H_LOGTREF = range(8)
 H_OFF_BLOCKS, H_OFF_LOGT, H_OFF_EVENT, H_OFF_ARM, H_OFF_SITE, H_OFF_X = range(8, 14)
-H_NEXPANDED, H_OFF_EXPAND, H_NEXPAND = range(14, 17)
-HEADER = 17
+H_NEXPANDED, H_OFF_EXPAND, H_NEXPAND, H_NGROUPS, H_OFF_GROUPS = range(14, 19)
+HEADER = 19
+GROUP_WIDTH = 6  # site, arm, first patient, end patient, events, Σ d log t
 BLOCK_WIDTH = 8  # role, family, transform, offset, size, p1, p2, p3
 EXPAND_WIDTH = 4  # code, block, out offset, size
 
@@ -191,7 +192,40 @@ def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> flo
     g_u = np.zeros(nsites)
     g_v = np.zeros(nsites * ntreat)
     g_beta = np.zeros(ncov)
-    for i in range(n):
+    ngroups = int(buf[H_NGROUPS])
+    if ngroups > 0:
+        # Patients sorted by (site, arm) cell, no covariates: one log λ per cell, and
+        # Σ_i exp(k log t_i + log λ) = exp(log λ) Σ_i t_i^k: one exp per patient, no scatter.
+        og = int(buf[H_OFF_GROUPS])
+        for g in range(ngroups):
+            base = og + g * GROUP_WIDTH
+            site = int(buf[base])
+            arm = int(buf[base + 1])
+            first, end = int(buf[base + 2]), int(buf[base + 3])
+            events, sum_dlogt = buf[base + 4], buf[base + 5]
+            lam = base_lam + u[site]
+            if arm > 0:
+                lam += value[s_loghr + arm - 1]
+                if s_z2 >= 0:
+                    lam += sigma2 * value[s_z2 + site * ntreat + arm - 1]
+            s0 = 0.0
+            s1 = 0.0
+            for i in range(first, end):
+                logt = buf[o_logt + i]
+                tk = math.exp(k * logt)
+                s0 += tk
+                s1 += tk * logt
+            scale = math.exp(lam)
+            e = scale * s0
+            lp += events * (log_k + lam) + (k - 1.0) * sum_dlogt - e
+            r = events - e
+            g_alpha += r
+            g_k += events / k + sum_dlogt - events * log_tref - (scale * s1 - e * log_tref)
+            g_u[site] += r
+            if arm > 0:
+                g_loghr[arm - 1] += r
+                g_v[site * ntreat + arm - 1] += r
+    for i in range(n if ngroups == 0 else 0):
         arm = int(buf[o_arm + i])
         site = int(buf[o_site + i])
         logt = buf[o_logt + i]

@@ -170,6 +170,10 @@ def _problems_html(problems: Mapping[str, Any]) -> str:
                              if len(errors) else "")
 
 
+def _subset_table(tests: pd.DataFrame, cols: list[str]) -> str:
+    return _table(tests[cols]) if len(tests) and tests["n"].max() > 0 else "<p>none</p>"
+
+
 def _page(title: str, subtitle: str, banner: str, body: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -207,10 +211,14 @@ from all draws. Calibrated inference gives uniform ranks on 0 … L. Tests per p
 binned ranks and the simultaneous-band ECDF test (Säilynoja, Bürkner &amp; Vehtari 2022). A
 parameter is rejected when either p-value is below {summary.threshold:.4f} (5% family-wise,
 Bonferroni over {len(study.key_parameters)} parameters × 2 tests). Fits with divergences, high
-R-hat or bulk ESS below L are flagged and kept (dropping them would condition on the truth).</p>
+R-hat or bulk ESS below L are flagged and kept: flags are functions of the draws, and dropping
+flagged fits would break the exchangeability of truth and draws that makes ranks uniform.</p>
 <h2>Uniformity tests (all fits with draws)</h2>{_table(summary.tests[cols])}
-<h2>Uniformity tests restricted to unflagged fits (sensitivity)</h2>
-{_table(summary.tests_unflagged[cols[:-1]]) if len(summary.tests_unflagged) else ''}
+<h2>Diagnostic: uniformity within unflagged and within flagged fits</h2>
+<p class="muted">Flags are functions of the draws, so these subsets need not be uniform even
+for an exact sampler; a clearly non-uniform flagged subset points at the sampler.</p>
+<h3>unflagged fits</h3>{_subset_table(summary.tests_unflagged, cols[:-1])}
+<h3>flagged fits</h3>{_subset_table(summary.tests_flagged, cols[:-1])}
 <h2>Fit problems</h2>{_problems_html(summary.problems)}
 <h2>Coverage of central posterior intervals, averaged over the prior</h2>
 <p class="muted">Implied by calibration: nominal up to Monte Carlo error.</p>

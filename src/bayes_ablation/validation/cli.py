@@ -6,6 +6,7 @@ Light at import (argparse only); the handlers import the library.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import sys
@@ -93,6 +94,21 @@ def _prepare(args: argparse.Namespace, study: str) -> tuple[Any, Any, Path, Path
     return source, spec, out, checkpoint, design
 
 
+def _run(checkpoint: Path, **kwargs: Any) -> Any:
+    """run_validation, telling the user how to resume when interrupted."""
+    from bayes_ablation.cli import _say
+    from bayes_ablation.validation.runner import run_validation
+
+    try:
+        return run_validation(checkpoint_dir=checkpoint, **kwargs)
+    except KeyboardInterrupt:
+        done = sum(len(json.loads(p.read_text()).get("records", []))
+                   for p in checkpoint.glob("chunk-*.json")) if checkpoint.exists() else 0
+        _say(f"interrupted: {done} simulations are checkpointed in {checkpoint}; run the same "
+             "command again to resume")
+        raise
+
+
 def _finish(args: argparse.Namespace, checkpoint: Path, study: Any, source: Any) -> None:
     study.provenance["source_spec_sha256"] = source.sha256
     study.provenance["checkpoint"] = str(checkpoint)
@@ -109,14 +125,12 @@ def _command() -> str:
 
 def cmd_validate_sbc(args: argparse.Namespace) -> int:
     from bayes_ablation.cli import _say
-    from bayes_ablation.validation.runner import run_validation
     from bayes_ablation.validation.sbc import summarise_sbc, write_sbc_bundle
 
     source, spec, out, checkpoint, design = _prepare(args, "sbc")
-    study = run_validation(spec, "sbc", args.n_sims, design=design, rank_draws=args.rank_draws,
-                           seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                           checkpoint_dir=checkpoint, progress=not args.quiet,
-                           command=_command())
+    study = _run(checkpoint, spec=spec, study="sbc", n_sims=args.n_sims, design=design,
+                 rank_draws=args.rank_draws, seed=args.seed, scheduler=args.scheduler,
+                 workers=args.workers, progress=not args.quiet, command=_command())
     _finish(args, checkpoint, study, source)
     summary = summarise_sbc(study.records, study.key_parameters, study.rank_draws)
     _say(f"writing bundle {out}")
@@ -142,15 +156,13 @@ def cmd_validate_coverage(args: argparse.Namespace) -> int:
         parse_truth,
         write_coverage_bundle,
     )
-    from bayes_ablation.validation.runner import run_validation
 
     source, spec, out, checkpoint, design = _prepare(args, "coverage")
     truth = parse_truth(args.truth, spec, get_adapter(spec).generative_parameters(spec))
-    study = run_validation(spec, "coverage", args.n_sims, truth=truth, design=design,
-                           rank_draws=args.rank_draws, seed=args.seed,
-                           scheduler=args.scheduler, workers=args.workers,
-                           checkpoint_dir=checkpoint, progress=not args.quiet,
-                           command=_command())
+    study = _run(checkpoint, spec=spec, study="coverage", n_sims=args.n_sims, truth=truth,
+                 design=design, rank_draws=args.rank_draws, seed=args.seed,
+                 scheduler=args.scheduler, workers=args.workers, progress=not args.quiet,
+                 command=_command())
     _finish(args, checkpoint, study, source)
     levels = sorted(set(args.levels))
     _say(f"writing bundle {out}")

@@ -124,15 +124,14 @@ def fit_problems(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     errors = [{"simulation": r["index"], "stage": r.get("stage"), "error": r.get("error")}
               for r in records if r.get("status") != "ok"]
     ok = [r for r in records if r.get("status") == "ok"]
-    flags = sorted({f for r in ok for f in r.get("flags", [])})
+    known = ("divergences", "rhat", "low_ess")
+    flags = [*known, *sorted({f for r in ok for f in r.get("flags", [])} - set(known))]
     return {
         "simulations": len(records),
         "fits_with_draws": len(ok),
         "errors": len(errors),
         "flagged": sum(1 for r in ok if r.get("flags")),
-        "by_flag": {f: sum(1 for r in ok if f in r.get("flags", [])) for f in
-                    ("divergences", "rhat", "low_ess", *[f for f in flags if f not in
-                                                         ("divergences", "rhat", "low_ess")])},
+        "by_flag": {f: sum(1 for r in ok if f in r.get("flags", [])) for f in flags},
         "total_divergences": int(sum(r["diagnostics"]["divergences"] for r in ok)),
         "sampler_fallbacks": sum(1 for r in ok if r.get("fallback_reason")),
         "error_list": errors,

@@ -239,6 +239,7 @@ def run_validation(spec: AnalysisSpec, study: str, n_sims: int, *,
                                    f"got {rank_draws}")
     adapter = get_adapter(spec)
     full_design = adapter.design(design or {})
+    spec = adapter.study_spec(spec, full_design)
     tasks = make_tasks(spec, study, n_sims, design=full_design, rank_draws=rank_draws,
                        seed=seed, truth=truth)
     resumed = len(load_checkpoints(checkpoint_dir, tasks)) if checkpoint_dir else 0

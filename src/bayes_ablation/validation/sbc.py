@@ -13,11 +13,13 @@ The study *passes* when no parameter is rejected and no simulation failed outrig
 Failed and flagged fits. A simulation whose data could not be simulated or whose fit raised has
 no draws: it is counted as an error, listed with its message, and fails the study. Fits with
 draws but divergences, R-hat above the spec's threshold or a bulk ESS of a key parameter below
-L are *flagged* and counted, and their ranks are **kept** in the primary tests: whether a fit
-diverges depends on the simulated data and hence on θ̃ (e.g. funnels at small σ_site), so
-dropping those fits conditions on θ̃ and makes the remaining ranks non-uniform by construction,
-hiding the very failures SBC should show. The tests restricted to unflagged fits are reported
-next to the primary ones.
+L are *flagged* and counted, and their ranks are **kept** in the primary tests. Ranks are
+uniform because, given the data, the truth and the posterior draws are exchangeable; a flag is
+a function of the draws (chains that disagree, divergent trajectories), so keeping only
+unflagged fits breaks that exchangeability and can distort the ranks even for an exact
+sampler, and it would hide exactly the fits where the sampler fails. The tests restricted to
+unflagged fits, and to flagged fits, are reported next to the primary ones as diagnostics: a
+non-uniform flagged subset points at the sampler.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class SBCSummary:
 
     tests: pd.DataFrame
     tests_unflagged: pd.DataFrame
+    tests_flagged: pd.DataFrame
     ecdf: dict[str, EcdfTest]
     ranks: dict[str, np.ndarray]
     rank_draws: int
@@ -56,10 +59,12 @@ class SBCSummary:
 
 
 def rank_arrays(records: Sequence[Mapping[str, Any]], parameters: Sequence[str], *,
-                unflagged_only: bool = False) -> dict[str, np.ndarray]:
-    """parameter → ranks of the simulations that produced draws."""
-    ok = [r for r in records if r.get("status") == "ok"
-          and not (unflagged_only and r.get("flags"))]
+                subset: str = "all") -> dict[str, np.ndarray]:
+    """parameter → ranks of the simulations that produced draws (``subset``: "all",
+    "unflagged" or "flagged" fits)."""
+    keep = {"all": lambda r: True, "unflagged": lambda r: not r.get("flags"),
+            "flagged": lambda r: bool(r.get("flags"))}[subset]
+    ok = [r for r in records if r.get("status") == "ok" and keep(r)]
     return {p: np.array([r["params"][p]["rank"] for r in ok], dtype=int) for p in parameters}
 
 
@@ -85,8 +90,10 @@ def summarise_sbc(records: Sequence[Mapping[str, Any]], parameters: Sequence[str
     """Tests, counts and verdict (module docstring) from simulation records."""
     ranks = rank_arrays(records, parameters)
     tests, curves = uniformity_tests(ranks, rank_draws)
-    tests_unflagged, _ = uniformity_tests(rank_arrays(records, parameters, unflagged_only=True),
+    tests_unflagged, _ = uniformity_tests(rank_arrays(records, parameters, subset="unflagged"),
                                           rank_draws)
+    tests_flagged, _ = uniformity_tests(rank_arrays(records, parameters, subset="flagged"),
+                                        rank_draws)
     threshold = FAMILY_ALPHA / (2 * max(len(parameters), 1))
     p_min = tests[["chi2_p", "ecdf_p"]].min(axis=1) if len(tests) else pd.Series(dtype=float)
     tests["rejected"] = p_min < threshold
@@ -110,7 +117,8 @@ def summarise_sbc(records: Sequence[Mapping[str, Any]], parameters: Sequence[str
             verdict += (f" ({problems['flagged']} of {problems['fits_with_draws']} fits flagged: "
                         + ", ".join(f"{k} {v}" for k, v in problems["by_flag"].items() if v)
                         + ")")
-    return SBCSummary(tests=tests, tests_unflagged=tests_unflagged, ecdf=curves, ranks=ranks,
+    return SBCSummary(tests=tests, tests_unflagged=tests_unflagged,
+                      tests_flagged=tests_flagged, ecdf=curves, ranks=ranks,
                       rank_draws=rank_draws, problems=problems, coverage=coverage,
                       threshold=threshold, passed=passed, verdict=verdict, rejected=rejected)
 
@@ -151,6 +159,7 @@ def summary_dict(study: Study, summary: SBCSummary) -> dict[str, Any]:
         "rank_draws": summary.rank_draws,
         "uniformity": records(summary.tests),
         "uniformity_unflagged_fits": records(summary.tests_unflagged),
+        "uniformity_flagged_fits": records(summary.tests_flagged),
         "coverage_over_prior": records(summary.coverage),
         "fit_problems": summary.problems,
         "provenance": study.provenance,

@@ -54,6 +54,12 @@ class FamilyAdapter:
         """Why this spec cannot be validated by this adapter (empty: it can)."""
         return []
 
+    def study_spec(self, spec: AnalysisSpec, design: Mapping[str, float | int]) -> AnalysisSpec:
+        """The spec every simulation fits. A family whose model depends on the data beyond the
+        likelihood (e.g. cut points at quantiles of the observed event times) fixes that here,
+        so that the model is one generative model for all simulated trials."""
+        return spec
+
     def generative_parameters(self, spec: AnalysisSpec) -> list[str]:
         """Names of the parameters the simulator takes (what ``--truth`` must give)."""
         raise NotImplementedError
