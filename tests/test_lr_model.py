@@ -85,7 +85,7 @@ def test_narrow_intervals_converge_to_the_exact_right_censored_likelihood(interv
 @pytest.fixture(scope="session")
 def lr_spec():
     return load_spec(MODELS / "local_recurrence_lesion.toml").with_sampler(
-        chains=2, draws=500, tune=500)
+        chains=4, draws=500, tune=700)
 
 
 @pytest.fixture(scope="session")
