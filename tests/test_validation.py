@@ -305,14 +305,82 @@ def test_validate_coverage_rejects_bad_truth_before_fitting(tmp_path, weibull_sp
 
 @pytest.mark.slow
 def test_small_sbc_of_the_weibull_model_is_calibrated(weibull_spec):
-    """20 simulations at the command's default settings (4 chains × 500 draws, L = 99, the
-    default design): no fit fails or diverges and no uniformity test rejects at p < 0.001."""
+    """20 simulations at the command's default settings (the spec's 4 chains × 1000 draws,
+    L = 99, the default design): no fit fails and no uniformity test rejects at p < 0.001."""
     from bayes_ablation.validation.runner import run_validation
 
-    spec = weibull_spec.with_sampler(chains=4, draws=500)
-    study = run_validation(spec, "sbc", 20, workers=1, progress=False)
+    study = run_validation(weibull_spec, "sbc", 20, workers=1, progress=False)
     summary = summarise_sbc(study.records, study.key_parameters, study.rank_draws)
     assert summary.problems["errors"] == 0, summary.problems["error_list"]
     assert summary.problems["by_flag"]["divergences"] == 0
     assert len(summary.tests) == 5
     assert (summary.tests[["chi2_p", "ecdf_p"]].min(axis=1) > 0.001).all(), summary.tests
+
+
+# ---------------------------------------------------------------------------------- adapters
+
+def _analysis_specs():
+    from bayes_ablation.errors import SpecError
+    from bayes_ablation.spec import load_spec
+
+    from .conftest import MODELS
+
+    out = []
+    for path in sorted(MODELS.glob("*.toml")):
+        try:
+            out.append(load_spec(path))
+        except SpecError:  # e.g. an interim-monitoring design, not an analysis spec
+            continue
+    return out
+
+
+def test_every_shipped_model_has_an_adapter_that_matches_its_model():
+    """For every spec in models/: a prior draw simulates a data set the spec's model accepts,
+    and the adapter reads every key parameter, by name and coordinate, from that model's own
+    prior draws (so a renamed variable or coordinate fails here, not in a long SBC run)."""
+    import pymc as pm
+
+    from bayes_ablation.validation.adapters import get_adapter
+    from bayes_ablation.validation.runner import compiled_model_key
+
+    specs = _analysis_specs()
+    assert {s.model for s in specs} >= {"weibull", "piecewise_exponential", "lr_weibull",
+                                         "lr_pwe", "normal_normal", "weibull_ipd_ad"}
+    for spec in specs:
+        adapter = get_adapter(spec)
+        design = adapter.design({})
+        study_spec = adapter.study_spec(spec, design)
+        rng = np.random.default_rng(3)
+        params = adapter.draw_parameters(study_spec, rng)
+        assert set(params) == set(adapter.generative_parameters(study_spec))
+        sim = adapter.simulate(study_spec, params, design, rng)
+        truth = adapter.truth_values(sim.truth, study_spec)
+        assert list(truth) == adapter.key_parameters(study_spec), spec.name
+        assert all(np.isfinite(v) for v in truth.values()), (spec.name, truth)
+        for name in adapter.generative_parameters(study_spec):
+            if name in truth:
+                assert truth[name] == pytest.approx(params[name]), (spec.name, name)
+        model = adapter.build(study_spec, sim.data)
+        prior = pm.sample_prior_predictive(draws=3, model=model, random_seed=1)
+        draws = adapter.posterior_draws(prior.prior.to_dataset(), study_spec)
+        assert list(draws) == adapter.key_parameters(study_spec)
+        assert all(d.shape == (1, 3) for d in draws.values()), spec.name
+        assert compiled_model_key(study_spec)[0] == spec.model
+
+
+def test_lr_simulator_baseline_options_reproduce_the_default_parameterisation():
+    from bayes_ablation.data.simulate_lr import simulate_lr_trial
+
+    base = {"n_patients": 40, "n_sites": 2, "seed": 4, "weibull_shape": 1.0}
+    c = 0.2
+    default = simulate_lr_trial(**base, lr_cuminc_24_ref=c)
+    direct = simulate_lr_trial(**base, lr_log_lambda0=float(np.log(-np.log1p(-c)) - np.log(24)))
+    assert default.lesions.equals(direct.lesions)
+    # a constant piecewise hazard is the exponential (Weibull k = 1) hazard
+    rate = -np.log1p(-c) / 24
+    flat = simulate_lr_trial(**base, lr_baseline_cuts_months=(3.0, 12.0),
+                             lr_baseline_hazards=[rate, rate, rate])
+    np.testing.assert_allclose(flat.details["lr_time_months"], default.details["lr_time_months"],
+                               rtol=1e-10)
+    np.testing.assert_allclose(flat.truth["log_hazard_baseline"],
+                               [default.truth["log_cumhaz_ref"] - np.log(12.0)] * 3, rtol=1e-10)

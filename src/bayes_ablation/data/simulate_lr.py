@@ -77,13 +77,21 @@ def simulate_lr_trial(
     p_missed: float = 0.1,
     time_ref_months: float = 12.0,
     no_deaths: bool = False,
+    lr_log_lambda0: float | None = None,
+    lr_baseline_cuts_months: Sequence[float] | None = None,
+    lr_baseline_hazards: Sequence[float] | None = None,
 ) -> SimulatedLRTrial:
     """Simulate one trial; the same arguments and seed give the same tables.
 
     ``lr_cuminc_24_ref`` fixes λ₀: the 24-month LR probability (no death) of a reference lesion
     (2 cm, margin ≥ 5 mm, MWA) in the reference arm of a typical patient (v = 0) at an average
     site (u = 0). ``no_deaths`` switches death off (follow-up then ends only administratively
-    or by dropout). ``truth`` is in the parameterisation of the ``lr_weibull`` model with
+    or by dropout). ``lr_log_lambda0`` gives that reference lesion's log λ₀ directly instead
+    (validation studies: extreme prior draws make the 24-month probability round to 1);
+    ``lr_baseline_cuts_months`` with ``lr_baseline_hazards`` (per month, reference lesion)
+    replace the Weibull LR baseline by a piecewise-constant one (the ``lr_pwe`` model; truth
+    then holds its ``log_hazard_baseline``). ``truth`` is in the parameterisation of the
+    ``lr_weibull`` model with
     covariates ``size_cm, margin_lt_5mm, modality`` (size centred at the realised mean, as the
     model does).
     """
@@ -120,11 +128,24 @@ def simulate_lr_trial(
     close = margin < 5.0
 
     k = weibull_shape
-    log_lam0 = np.log(-np.log1p(-lr_cuminc_24_ref)) - k * np.log(24.0)
+    log_lam0 = (float(lr_log_lambda0) if lr_log_lambda0 is not None
+                else np.log(-np.log1p(-lr_cuminc_24_ref)) - k * np.log(24.0))
     eta = (log_hr * treated[owner] + beta_size_per_cm * (size - 2.0)
            + beta_margin_lt_5mm * close + beta_rfa * rfa + v_patient[owner]
            + u_site[site_idx[owner]])
-    t_lr = (rng.exponential(size=n_lesions) / np.exp(log_lam0 + eta)) ** (1.0 / k)
+    piecewise = lr_baseline_hazards is not None
+    if piecewise:
+        from bayes_ablation.models.piecewise import invert_cumhaz
+
+        if lr_baseline_cuts_months is None or \
+                len(lr_baseline_hazards) != len(lr_baseline_cuts_months) + 1:
+            raise ValueError("lr_baseline_hazards needs lr_baseline_cuts_months and one "
+                             "hazard per interval (cuts + 1)")
+        rates = np.asarray(lr_baseline_hazards, float)
+        t_lr = invert_cumhaz(rng.exponential(size=n_lesions) / np.exp(eta), rates,
+                             lr_baseline_cuts_months)
+    else:
+        t_lr = (rng.exponential(size=n_lesions) / np.exp(log_lam0 + eta)) ** (1.0 / k)
 
     kd = death_weibull_shape
     log_lam_d = np.log(np.log(2.0)) - kd * np.log(death_median_months)
@@ -218,4 +239,7 @@ def simulate_lr_trial(
         "death_median_months": float(death_median_months),
         "no_deaths": bool(no_deaths),
     }
+    if piecewise:  # the lr_pwe model's log λ_j refer to x = 0 (covariates at their means)
+        shift = beta_size_per_cm * (size_mean - 2.0) + beta_margin_lt_5mm * close_mean
+        truth["log_hazard_baseline"] = (np.log(rates) + shift).tolist()
     return SimulatedLRTrial(patients=patients, lesions=lesions, details=details, truth=truth)

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: sampler settings of validation fits unless overridden (the spec's tuning is kept)
-VALIDATION_CHAINS = 4
-VALIDATION_DRAWS = 500
+#: draws per chain of validation fits unless overridden: the spec's, at most this many (the
+#: spec's chains, tuning, target acceptance and adaptation are kept)
+VALIDATION_MAX_DRAWS = 1000
 
 
 def register_validate(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +56,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--design", action="append", default=[], metavar="KEY=VALUE",
                    help="design of the simulated trials, e.g. n_patients=400 (repeat)")
     p.add_argument("--seed", type=int, help="study seed (default: the spec's sampler seed)")
-    p.add_argument("--chains", type=int, default=VALIDATION_CHAINS)
-    p.add_argument("--draws", type=int, default=VALIDATION_DRAWS)
+    p.add_argument("--chains", type=int, help="chains per fit (default: the spec's)")
+    p.add_argument("--draws", type=int, help="draws per chain (default: the spec's, at most "
+                                            f"{VALIDATION_MAX_DRAWS})")
     p.add_argument("--tune", type=int, help="tuning steps (default: the spec's)")
     p.add_argument("--force", action="store_true", help="replace an existing --out bundle")
     p.add_argument("--strict", action="store_true",
@@ -73,10 +74,12 @@ def _prepare(args: argparse.Namespace, study: str) -> tuple[Any, Any, Path, Path
     from bayes_ablation.validation.adapters import ValidationSetupError
 
     source = load_spec(args.spec)
-    changes = {"chains": args.chains, "draws": args.draws}
+    changes = {"chains": args.chains or source.sampler.chains,
+               "draws": args.draws or min(source.sampler.draws, VALIDATION_MAX_DRAWS)}
     if args.tune is not None:
         changes["tune"] = args.tune
-    spec = source.with_sampler(**changes)
+    changes = {k: v for k, v in changes.items() if getattr(source.sampler, k) != v}
+    spec = source.with_sampler(**changes) if changes else source
     out = Path(args.out or f"results/validation/{spec.name}_{study}")
     check_destination(out, args.force)
     checkpoint = Path(args.checkpoint) if args.checkpoint else \

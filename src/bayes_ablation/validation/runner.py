@@ -113,10 +113,15 @@ def _diagnostics(idata: Any, spec: AnalysisSpec, draws: Mapping[str, np.ndarray]
 
 
 def compiled_model_key(spec: AnalysisSpec) -> tuple[Any, ...]:
-    """The compiled-model cache key :func:`bayes_ablation.analysis.fit` uses (model, hierarchy
-    and priors; not the sampler settings), so validation fits and analyses of the same model
-    structure in one process share one compiled model."""
-    return (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
+    """The compiled-model cache key of :func:`bayes_ablation.analysis.fit` for PFS models
+    (graph-changing model options, hierarchy, priors; not the sampler settings nor options that
+    are only data), so validation fits and analyses of one model structure in a process share
+    one compiled model."""
+    from bayes_ablation.models.registry import MODEL_REGISTRY
+
+    data_options = getattr(MODEL_REGISTRY.get(spec.model), "data_options", ())
+    graph_options = {k: v for k, v in spec.raw.get("model", {}).items() if k not in data_options}
+    return (spec.model, json.dumps(graph_options, sort_keys=True),
             json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
             json.dumps(spec.raw.get("priors"), sort_keys=True), "default")
 
@@ -163,9 +168,12 @@ def run_simulation(task: SimulationTask, *, cores: int = 1) -> dict[str, Any]:
 
         model = adapter.build(spec, sim.data)
         settings = dataclasses.replace(spec.sampler, seed=sampler_seed)
-        fitted = sample(model, settings, cache_key=compiled_model_key(spec), cores=cores)
+        fitted = sample(model, settings, cache_key=compiled_model_key(spec), cores=cores,
+                        spec=spec)  # the analysis' own path (cached logp kernel when one exists)
         record["sampler"] = fitted.sampler
         record["fallback_reason"] = fitted.fallback_reason
+        record["logp_kernel"] = fitted.details.get("logp_kernel")
+        record["kernel_unavailable"] = fitted.details.get("cached_kernel_unavailable")
         record["timings"] = {k: float(v) for k, v in fitted.timings.items()}
         stage = "summarise"
         posterior = fitted.idata.posterior.to_dataset()

@@ -22,9 +22,14 @@ import numpy as np
 from bayes_ablation.errors import BayesAblationError
 from bayes_ablation.spec import AnalysisSpec
 
-#: model family → module defining ``ADAPTER`` (imported only when needed)
+#: model family → module defining ``ADAPTER`` (or ``module:NAME``), imported only when needed
 ADAPTER_MODULES: dict[str, str] = {
     "weibull": "bayes_ablation.validation.adapters.weibull",
+    "piecewise_exponential": "bayes_ablation.validation.adapters.piecewise_exponential",
+    "normal_normal": "bayes_ablation.validation.adapters.normal_normal",
+    "weibull_ipd_ad": "bayes_ablation.validation.adapters.weibull_ipd_ad",
+    "lr_weibull": "bayes_ablation.validation.adapters.local_recurrence:ADAPTER_WEIBULL",
+    "lr_pwe": "bayes_ablation.validation.adapters.local_recurrence:ADAPTER_PWE",
 }
 
 
@@ -132,7 +137,8 @@ def get_adapter(spec: AnalysisSpec) -> FamilyAdapter:
         raise ValidationSetupError(
             f"no validation adapter for model family {spec.model!r} (available: "
             f"{', '.join(sorted(ADAPTER_MODULES))}); see bayes_ablation/validation/adapters")
-    adapter: FamilyAdapter = import_module(module).ADAPTER
+    module_name, _, attribute = module.partition(":")
+    adapter: FamilyAdapter = getattr(import_module(module_name), attribute or "ADAPTER")
     problems = adapter.check(spec)
     if problems:
         raise ValidationSetupError(f"{spec.source_path}: cannot validate this spec:\n"
