@@ -261,6 +261,7 @@ def test_task_seeds_depend_on_study_and_index_only(weibull_spec):
 def test_validate_sbc_command_writes_a_bundle_and_resumes(tmp_path, weibull_spec):
     from bayes_ablation.bundle import read_summary
     from bayes_ablation.cli import main
+    from bayes_ablation.validation.runner import load_study
 
     out, ckpt = tmp_path / "sbc", tmp_path / "ckpt"
     argv = ["validate", "sbc", "--spec", weibull_spec.source_path, "--n-sims", "3",
@@ -275,10 +276,13 @@ def test_validate_sbc_command_writes_a_bundle_and_resumes(tmp_path, weibull_spec
     assert summary["provenance"]["resumed_from_checkpoint"] == 0
     names = {p["parameter"] for p in summary["uniformity"]}
     assert names == {"log_hr", "log_cumhaz_ref", "weibull_shape", "sigma_site", "u_site[S01]"}
-    for f in ("report.html", "ranks.csv", "uniformity.csv", "simulations.jsonl", "spec.toml",
+    for f in ("report.html", "ranks.csv", "uniformity.csv", "simulations.jsonl.gz", "spec.toml",
               "figures/rank_histograms.png", "figures/ecdf_difference.png"):
         assert (out / f).is_file(), f
-    lines = [json.loads(x) for x in (out / "simulations.jsonl").read_text().splitlines()]
+    study = load_study(out)
+    lines = study.records
+    assert summarise_sbc(study.records, study.key_parameters, study.rank_draws).verdict == \
+        summary["verdict"]
     assert all(r["status"] == "ok" for r in lines), [r.get("error") for r in lines]
     ranks = [r["params"]["log_hr"]["rank"] for r in lines]
     assert all(0 <= r <= 19 for r in ranks)
@@ -287,7 +291,7 @@ def test_validate_sbc_command_writes_a_bundle_and_resumes(tmp_path, weibull_spec
     assert main([*argv, "--force"]) == 0
     again = read_summary(out)
     assert again["provenance"]["resumed_from_checkpoint"] == 3
-    lines2 = [json.loads(x) for x in (out / "simulations.jsonl").read_text().splitlines()]
+    lines2 = load_study(out).records
     assert [r["params"]["log_hr"]["rank"] for r in lines2] == ranks
 
 
@@ -299,6 +303,38 @@ def test_validate_coverage_rejects_bad_truth_before_fitting(tmp_path, weibull_sp
     assert code == 2
     err = capsys.readouterr().err
     assert "weibull_shape=VALUE is missing" in err and not (tmp_path / "cov").exists()
+
+
+# ------------------------------------------------------------------------- committed results
+
+def _committed_sbc_bundles():
+    from .conftest import ROOT
+
+    return sorted(p for p in (ROOT / "bench" / "sbc").glob("*") if p.is_dir())
+
+
+def test_every_shipped_analysis_spec_has_a_committed_full_sbc_run():
+    shipped = {s.name for s in _analysis_specs()}
+    committed = {p.name for p in _committed_sbc_bundles()}
+    assert shipped <= committed, f"no bench/sbc/<spec> bundle for {sorted(shipped - committed)}"
+
+
+@pytest.mark.parametrize("bundle", _committed_sbc_bundles(), ids=lambda p: p.name)
+def test_committed_sbc_results_are_intact_and_reproduce_their_verdict(bundle):
+    """The committed bundle is unmodified (manifest hashes), ran the full 200 simulations of the
+    spec it names, and re-summarising its records gives the recorded tests and verdict."""
+    from bayes_ablation.bundle import read_summary
+    from bayes_ablation.validation.runner import load_study
+
+    summary = read_summary(bundle)
+    study = load_study(bundle)
+    assert summary["provenance"]["spec_name"] == bundle.name
+    assert len(study.records) == summary["provenance"]["n_simulations"] >= 200
+    again = summarise_sbc(study.records, study.key_parameters, study.rank_draws)
+    assert again.verdict == summary["verdict"]
+    recorded = {u["parameter"]: u["chi2_p"] for u in summary["uniformity"]}
+    assert dict(zip(again.tests["parameter"], again.tests["chi2_p"], strict=True)) == \
+        pytest.approx(recorded, abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------ slow

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bayes_ablation.report.html import CSS, _table, figure_png
+from bayes_ablation.report.html import CSS, _table
 from bayes_ablation.report.plots import _color, plt
 
 if TYPE_CHECKING:
@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from bayes_ablation.validation.runner import Study
     from bayes_ablation.validation.sbc import SBCSummary
     from bayes_ablation.validation.uniformity import EcdfTest
+
+
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """PNG bytes (a lower resolution than analysis reports: validation bundles are committed
+    to the repository, and their report embeds every figure a second time)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _grid(n: int, width: float = 3.4, height: float = 2.7) -> tuple[Figure, np.ndarray]:

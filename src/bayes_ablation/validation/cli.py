@@ -113,8 +113,15 @@ def _run(checkpoint: Path, **kwargs: Any) -> Any:
 
 
 def _finish(args: argparse.Namespace, checkpoint: Path, study: Any, source: Any) -> None:
+    from bayes_ablation.cli import _say
+
     study.provenance["source_spec_sha256"] = source.sha256
     study.provenance["checkpoint"] = str(checkpoint)
+    seeds = study.provenance.get("worker_python_hash_seeds", [])
+    if seeds != ["0"]:
+        _say(f"warning: simulations ran with PYTHONHASHSEED {seeds}; PyTensor-compiled models "
+             "give reproducible draws only with a fixed hash seed (start Dask workers with "
+             "PYTHONHASHSEED=0)")
 
 
 def _cleanup(args: argparse.Namespace, checkpoint: Path) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_ablation.spec import AnalysisSpec
-from bayes_ablation.validation.runner import QUANTILE_PROBS, Study
+from bayes_ablation.validation.runner import QUANTILE_PROBS, RECORDS_FILE, Study, write_records
 
 #: central interval level → (lower, upper) quantile probabilities stored per fit
 LEVEL_QUANTILES = {0.5: (0.25, 0.75), 0.8: (0.1, 0.9), 0.9: (0.05, 0.95), 0.95: (0.025, 0.975)}
@@ -161,7 +161,7 @@ def write_coverage_bundle(study: Study, out: str | Path, *, force: bool = False,
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
         table.to_csv(tmp / "coverage.csv", index=False)
         estimates.to_csv(tmp / "estimates.csv", index=False)
-        _write_jsonl(tmp / "simulations.jsonl", study.records)
+        write_records(tmp / RECORDS_FILE, study.records)
         html_text, pngs = report.coverage_report(study, table, problems, levels)
         (tmp / "figures").mkdir()
         for name, png in pngs.items():
@@ -169,11 +169,3 @@ def write_coverage_bundle(study: Study, out: str | Path, *, force: bool = False,
         (tmp / "report.html").write_text(html_text, encoding="utf-8")
 
     return atomic_folder(out, write, force=force)
-
-
-def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    from bayes_ablation.bundle import _json_default
-
-    with open(path, "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, default=_json_default, allow_nan=True) + "\n")

@@ -285,3 +285,50 @@ def run_validation(spec: AnalysisSpec, study: str, n_sims: int, *,
     return Study(spec=spec, study=study, records=records,
                  key_parameters=adapter.key_parameters(spec), design=full_design,
                  rank_draws=rank_draws, provenance=provenance)
+
+
+#: per-simulation records inside a validation bundle (gzip-compressed JSON lines)
+RECORDS_FILE = "simulations.jsonl.gz"
+
+
+def write_records(path: str | Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """Records as gzip-compressed JSON lines (byte-identical for identical records)."""
+    import gzip
+
+    from bayes_ablation.bundle import _json_default
+
+    text = "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        fh.write(text.encode())
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records from JSON lines, gzip-compressed (``.gz``) or plain (bundles written before
+    compression was introduced)."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_study(bundle: str | Path) -> Study:
+    """A validation study back from its bundle (manifest checked), e.g. to re-summarise it."""
+    from bayes_ablation.bundle import read_summary
+    from bayes_ablation.spec import load_spec
+
+    bundle = Path(bundle)
+    summary = read_summary(bundle)
+    prov = summary["provenance"]
+    return Study(spec=load_spec(bundle / "spec.toml"), study=prov["study"],
+                 records=read_records(_records_path(bundle)),
+                 key_parameters=list(prov["key_parameters"]), design=dict(prov["design"]),
+                 rank_draws=int(prov["rank_draws"]), provenance=prov)
+
+
+def _records_path(bundle: Path) -> Path:
+    for name in (RECORDS_FILE, "simulations.jsonl"):
+        if (bundle / name).is_file():
+            return bundle / name
+    raise FileNotFoundError(f"{bundle}: no {RECORDS_FILE} (not a validation bundle?)")

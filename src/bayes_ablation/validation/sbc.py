@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_ablation.validation.coverage import coverage_table, estimates_table, fit_problems
-from bayes_ablation.validation.runner import Study
+from bayes_ablation.validation.runner import RECORDS_FILE, Study, write_records
 from bayes_ablation.validation.uniformity import EcdfTest, chi_square_test, ecdf_test
 
 FAMILY_ALPHA = 0.05
@@ -171,7 +171,6 @@ def write_sbc_bundle(study: Study, summary: SBCSummary, out: str | Path, *,
     """Write the SBC study as an atomic bundle (see :mod:`bayes_ablation.bundle`)."""
     from bayes_ablation.bundle import _json_default, atomic_folder, spec_file_text
     from bayes_ablation.report import validation as report
-    from bayes_ablation.validation.coverage import _write_jsonl
 
     def write(tmp: Path) -> None:
         (tmp / "spec.toml").write_text(spec_file_text(study.spec))
@@ -179,7 +178,7 @@ def write_sbc_bundle(study: Study, summary: SBCSummary, out: str | Path, *,
                                                      default=_json_default))
         summary.tests.to_csv(tmp / "uniformity.csv", index=False)
         rank_table(study.records, study.key_parameters).to_csv(tmp / "ranks.csv", index=False)
-        _write_jsonl(tmp / "simulations.jsonl", study.records)
+        write_records(tmp / RECORDS_FILE, study.records)
         html_text, pngs = report.sbc_report(study, summary)
         (tmp / "figures").mkdir()
         for name, png in pngs.items():
