@@ -10,6 +10,7 @@ import xarray as xr
 from scipy import integrate, stats
 
 from bayes_ablation import estimands_lr as elr
+from bayes_ablation.data.simulate_lr import simulate_lr_trial
 from bayes_ablation.diagnostics import km_on_grid
 from bayes_ablation.diagnostics_lr import step_on_grid, turnbull
 from bayes_ablation.spec import load_spec
@@ -183,3 +184,105 @@ def test_turnbull_recovers_an_interval_censored_distribution():
     atoms, f = turnbull(lo, up)
     at = np.array([3.0, 12.0, 24.0])
     np.testing.assert_allclose(step_on_grid(atoms, f, at), 1 - np.exp(-at / 10), atol=0.02)
+
+
+def _plain_em_turnbull(lower, upper, grid):
+    """Reference: unaccelerated self-consistency EM on the innermost intervals, run to 1e-13."""
+    from bayes_ablation.diagnostics_lr import innermost_intervals
+
+    left, right = innermost_intervals(lower, upper)
+    a = ((lower[:, None] <= left[None, :]) & (right[None, :] <= upper[:, None])).astype(float)
+    p = np.full(right.size, 1.0 / right.size)
+    for _ in range(200_000):
+        new = p * (a.T @ (1.0 / (a @ p))) / a.shape[0]
+        if np.max(np.abs(new - p)) < 1e-13:
+            break
+        p = new
+    fin = np.isfinite(right)
+    return step_on_grid(right[fin], np.cumsum(p[fin]), grid)
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_accelerated_turnbull_reaches_the_plain_em_npmle(seed):
+    les = simulate_lr_trial(seed=seed).lesions
+    lower = les["lr_lower_months"].to_numpy()
+    upper = les["lr_upper_months"].fillna(np.inf).to_numpy()
+    grid = np.linspace(0, 60, 601)
+    fast = step_on_grid(*turnbull(lower, upper), grid)
+    np.testing.assert_allclose(fast, _plain_em_turnbull(lower, upper, grid), atol=1e-6)
+
+
+def test_innermost_intervals_follow_turnbulls_definition():
+    from bayes_ablation.diagnostics_lr import innermost_intervals
+
+    # (0,3] (2,6] (3,9] (6,inf]: endpoints 0L 2L 3U 3L 6U 6L 9U → (2,3], (3,6], (6,9], (6,inf)
+    lower = np.array([0.0, 2.0, 3.0, 6.0])
+    upper = np.array([3.0, 6.0, 9.0, np.inf])
+    left, right = innermost_intervals(lower, upper)
+    np.testing.assert_array_equal(left, [2.0, 3.0, 6.0, 6.0])
+    np.testing.assert_array_equal(right, [3.0, 6.0, 9.0, np.inf])
+
+
+def _lesion_table(sim):
+    from bayes_ablation.data.lesions import lr_data_from_frames
+
+    return lr_data_from_frames(sim.patients, sim.lesions, reference_arm="postoperative",
+                               covariates=())
+
+
+def test_replicating_the_true_lr_times_through_the_scans_gives_back_the_data():
+    """No jitter, no missed visits: the reconstructed schedules are the scans done, and the true
+    latent LR times observed through them (up to each patient's true last scan) are the data."""
+    from bayes_ablation.data.imaging import imaging_schedule
+    from bayes_ablation.diagnostics_lr import patient_scan_schedules, replicate_intervals
+
+    sim = simulate_lr_trial(200, n_sites=4, seed=11, visit_jitter_sd=0.0, p_missed=0.0,
+                            lr_cuminc_24_ref=0.3)
+    lesions = _lesion_table(sim)
+    schedules = patient_scan_schedules(lesions)
+    follow = lesions.patients.time
+    for i in range(lesions.patients.n_patients):
+        done = imaging_schedule(60.0)
+        done = done[done <= follow[i]]
+        np.testing.assert_array_equal(schedules[i][np.isfinite(schedules[i])], done)
+    last_scan = np.array([np.max(np.append(s[np.isfinite(s)], 0.0)) for s in schedules])
+    t_true = sim.details["lr_time_months"].to_numpy()[None, :]
+    lo, up = replicate_intervals(t_true, schedules, last_scan[None, :], lesions.patient_idx)
+    np.testing.assert_array_equal(lo[0], lesions.lower)
+    np.testing.assert_array_equal(up[0], lesions.upper)
+
+
+def test_replicated_intervals_bracket_the_latent_time_on_the_patients_scans():
+    """Default simulator (jittered and missed visits): with the true LR times and last scans the
+    replicate sees exactly the LRs the data saw; every interval brackets its latent time and
+    its ends are scans of that patient done by the last scan; revealed scans are all kept."""
+    from bayes_ablation.diagnostics_lr import (
+        patient_scan_schedules,
+        replicate_intervals,
+        scan_horizons,
+    )
+
+    sim = simulate_lr_trial(300, n_sites=6, seed=12, lr_cuminc_24_ref=0.3)
+    lesions = _lesion_table(sim)
+    schedules = patient_scan_schedules(lesions)
+    idx = lesions.patient_idx
+    for col in (lesions.lower, lesions.upper):
+        ok = np.isfinite(col) & (col > 0)
+        assert all(np.any(schedules[idx[j]] == col[j]) for j in np.flatnonzero(ok))
+    horizon = scan_horizons(lesions, 3, np.random.default_rng(0))
+    free = np.zeros(lesions.patients.n_patients, bool)
+    np.logical_or.at(free, idx, lesions.observed == 0)
+    assert np.all(horizon[:, free] == horizon[0, free])          # known last scans
+    t = np.vstack([sim.details["lr_time_months"].to_numpy(),
+                   np.random.default_rng(1).exponential(20.0, (2, idx.size))])
+    lo, up = replicate_intervals(t, schedules, horizon, idx)
+    seen = np.isfinite(up)
+    np.testing.assert_array_equal(seen[0][free[idx]], lesions.observed[free[idx]] == 1)
+    assert np.all((lo < t) & ((t <= up) | ~seen))
+    assert np.all(~seen | (up <= horizon[:, idx] + 1e-9))
+    assert np.all(seen | (lo == np.where(horizon[:, idx] > 1e-9, horizon[:, idx], 0.0)))
+    for s in range(3):
+        for j in np.flatnonzero(seen[s])[:200]:
+            sched = np.append(schedules[idx[j]], horizon[s, idx[j]])
+            assert np.any(np.isclose(sched, up[s, j])) and (lo[s, j] == 0 or
+                                                             np.any(np.isclose(sched, lo[s, j])))

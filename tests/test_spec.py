@@ -85,3 +85,18 @@ def test_with_sampler_changes_hash(weibull_spec):
     other = weibull_spec.with_sampler(draws=200)
     assert other.sampler.draws == 200 and other.sha256 != weibull_spec.sha256
     assert json.loads(json.dumps(other.raw))["sampler"]["draws"] == 200
+
+
+@pytest.mark.parametrize("protocol", [[], [3, 3, 6], [0, 3], "3-monthly"])
+def test_lr_scan_protocol_is_validated(protocol):
+    import tomllib
+
+    from .conftest import MODELS
+
+    raw = tomllib.loads((MODELS / "local_recurrence_lesion.toml").read_text())
+    assert parse_spec(raw, "lr.toml").model_options.get("scan_protocol_months") is None
+    raw["model"]["scan_protocol_months"] = [4, 8, 12, 18, 24]
+    assert parse_spec(raw, "lr.toml").model_options["scan_protocol_months"] == [4, 8, 12, 18, 24]
+    raw["model"]["scan_protocol_months"] = protocol
+    with pytest.raises(SpecError, match=r"(?s)lr.toml.*scan_protocol_months must be a non-empty list"):
+        parse_spec(raw, "lr.toml")

@@ -337,6 +337,7 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
                     probabilities=probs, diagnostics=report, provenance=provenance,
                     data_summary=lesions.summary())
     result.extras.update(lr_report_extras(result, lesions, checks))
+    result.extras["lr_checks"] = checks  # the PPC datasets (xarray), e.g. for custom plots
     return result
 
 

@@ -1,22 +1,29 @@
-"""Checks of the local recurrence (LR) model against its data.
+"""Posterior predictive checks of the local recurrence (LR) model against its data.
 
-1. **Posterior predictive counts** of lesions with an observed LR, per arm, per site and per
-   size band. A replicate draws each lesion's latent LR time from one posterior draw (its own
-   patient's frailty v_i and site effect u_s) and counts it as observed when it falls before
-   the patient's last scan. The last scan is known when some lesion of the patient stayed
-   LR-free (its ``lr_lower_months``); when every lesion of the patient recurred it is only
-   known to be later than the last positive scan, and is drawn from the reverse
-   Kaplan–Meier distribution of last scans beyond it
-   (:func:`bayes_ablation.predictive.censoring_times`), capped at death or last contact.
+Replicated data sets: per thinned posterior draw, each lesion's latent LR time is drawn from
+its own hazard (its patient's frailty v_i, its site's u_s, its covariates) and observed the way
+the data were: through the patient's scans, up to the patient's last scan. The scan schedule is
+what the data reveal (each lesion's last negative and first positive scan) with the protocol's
+nominal visits (``scan_protocol_months``, default 3-monthly to 24 months, then 6-monthly)
+filling the gaps. The last scan is known when some lesion of the patient stayed LR-free (its
+``lr_lower_months``); when every lesion of the patient recurred it is only known to be later
+than the last positive scan, and is drawn from the reverse Kaplan–Meier distribution of last
+scans beyond it (:func:`bayes_ablation.predictive.censoring_times`), capped at death or last
+contact. Deaths and follow-up are kept as observed (the model's death hazard is independent of
+the LR times given the covariates).
+
+1. **Counts** of lesions with an observed LR per arm, per site and per size band: observed vs
+   the replicated counts.
 2. **Cumulative incidence**: the Turnbull NPMLE of the lesions' LR time distribution from the
-   intervals (L, U] (death and end of scans act as censoring; lesions as units), per arm,
-   against the posterior band of the fitted distribution of the same lesions,
-   1 − mean_j S_LR(t | θ, x_j, v_i, u_s). Both estimate the net (death-free) LR distribution
-   of the analysed lesions; the competing-risk CIF is an estimand, not a check.
+   intervals (L, U] (death and end of scans act as censoring; lesions as units) per arm, for
+   the data and for every replicate; the observed NPMLE against the band of the replicated
+   ones. Both estimate the net (death-free) LR distribution of the analysed lesions; the
+   competing-risk CIF is an estimand, not a check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -24,39 +31,89 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_ablation.data.imaging import (
+    DEFAULT_SCAN_PROTOCOL_MONTHS,
+    imaging_schedule,
+    protocol_spacing,
+)
 from bayes_ablation.data.lesions import LesionTable
-from bayes_ablation.models.piecewise import DEFAULT_CUTS_MONTHS, exposure, invert_cumhaz
+from bayes_ablation.models.piecewise import DEFAULT_CUTS_MONTHS, invert_cumhaz
 
 SIZE_BANDS_CM = (2.0, 3.0)
+
+
+def innermost_intervals(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turnbull's innermost intervals (l, r] of interval-censored data T ∈ (L, U].
+
+    Walking the sorted endpoints (a right end U = t before a left end L = t: (L, U] excludes
+    L), each left end directly followed by a right end bounds an innermost interval; with
+    right-censored data (U = +inf) the last one is (max L, +inf). The NPMLE puts all its mass
+    on these intervals.
+    """
+    finite = np.isfinite(upper)
+    values = np.concatenate([lower, upper[finite]])
+    is_left = np.concatenate([np.ones(lower.size, bool), np.zeros(int(finite.sum()), bool)])
+    order = np.lexsort((is_left, values))
+    v, left = values[order], is_left[order]
+    pair = left[:-1] & ~left[1:]
+    lo, hi = v[:-1][pair], v[1:][pair]
+    if not finite.all():
+        lo, hi = np.append(lo, lower[~finite].max()), np.append(hi, np.inf)
+    return lo, hi
 
 
 def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-9,
              max_iter: int = 20000) -> tuple[np.ndarray, np.ndarray]:
     """Turnbull NPMLE for interval-censored times T ∈ (L, U] (U = +inf: right-censored).
 
-    Self-consistency EM over candidate atoms at the finite right endpoints (and one atom at
-    +inf). Returns (atoms, F at the atoms) with F(t) = P(T ≤ t); within a Turnbull interval the
-    mass is placed at its right end.
+    Self-consistency EM (p_k ← p_k · mean_i α_ik / Σ_k' α_ik' p_k', α_ik = 1[(l_k, r_k] ⊂
+    (L_i, U_i]]) over the innermost intervals, accelerated by SQUAREM (Varadhan & Roland 2008;
+    step shortened until it stays a probability vector, and never accepted when it lowers the
+    likelihood below the plain EM step). Returns (atoms, F at the atoms), F(t) = P(T ≤ t), the
+    mass of each innermost interval placed at its right end.
     """
     lower = np.asarray(lower, float)
     upper = np.asarray(upper, float)
-    atoms = np.unique(upper[np.isfinite(upper)])
-    support = np.concatenate([atoms, [np.inf]])
-    cover = (lower[:, None] < support[None, :]) & (support[None, :] <= upper[:, None])
-    informative = cover.sum(axis=1) < support.size
-    cover = cover[informative]
-    p = np.full(support.size, 1.0 / support.size)
-    if cover.shape[0] == 0:
-        return atoms, np.zeros(atoms.size)
-    cov_f = cover.astype(float)
-    for _ in range(int(max_iter)):
-        denom = cov_f @ p
-        new = p * (cov_f / denom[:, None]).mean(axis=0)
-        if np.max(np.abs(new - p)) < tol:
-            p = new
-            break
+    left, right = innermost_intervals(lower, upper)
+    finite = np.isfinite(right)
+    cover = (lower[:, None] <= left[None, :]) & (right[None, :] <= upper[:, None])
+    cover = cover[cover.sum(axis=1) < right.size]            # rows covering everything are flat
+    if cover.shape[0] == 0 or right.size == 0:
+        return right[finite], np.zeros(int(finite.sum()))
+    a = cover.astype(float)
+    n = a.shape[0]
+
+    def em(p: np.ndarray) -> np.ndarray:
+        return p * (a.T @ (1.0 / (a @ p))) / n
+
+    def loglik(p: np.ndarray) -> float:
+        return float(np.log(a @ p).sum())
+
+    p = np.full(right.size, 1.0 / right.size)
+    for _ in range(int(max_iter) // 3 + 1):
+        p1 = em(p)
+        p2 = em(p1)
+        r, v = p1 - p, p2 - 2.0 * p1 + p
+        norm_v = float(np.sqrt(v @ v))
+        new = p2
+        if norm_v > 0.0:
+            step = min(-float(np.sqrt(r @ r)) / norm_v, -1.0)
+            while step < -1.0:
+                trial = p - 2.0 * step * r + step * step * v
+                if trial.min() >= 0.0:
+                    break
+                step = (step - 1.0) / 2.0
+            if step < -1.0:
+                trial = trial / trial.sum()
+                if (a @ trial).min() > 0.0:
+                    trial = em(trial)
+                    if loglik(trial) >= loglik(p2):
+                        new = trial
+        converged = np.max(np.abs(new - p)) < tol
         p = new
-    return atoms, np.cumsum(p[:-1])
+        if converged:
+            break
+    return right[finite], np.cumsum(p[finite])
 
 
 def step_on_grid(atoms: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -108,19 +165,6 @@ def lesion_eta(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
     return eta
 
 
-def baseline_cumhaz(post: xr.Dataset, spec: Any, times: np.ndarray) -> np.ndarray:
-    """Baseline cumulative LR hazard H₀(t) (sample, time) of the model family."""
-    times = np.asarray(times, float)
-    if spec.model == "lr_pwe":
-        cuts = spec.model_options.get("cuts_months", DEFAULT_CUTS_MONTHS)
-        rates = np.exp(post["log_hazard_baseline"].transpose("sample", "interval").values)
-        return rates @ exposure(times, cuts).T
-    t_ref = float(spec.model_options.get("time_ref_months", 12.0))
-    k = post["weibull_shape"].values[:, None]
-    log_lam0 = post["log_cumhaz_ref"].values[:, None] - k * np.log(t_ref)
-    return np.exp(log_lam0) * times[None, :] ** k
-
-
 def baseline_inverse(post: xr.Dataset, spec: Any, h: np.ndarray) -> np.ndarray:
     """T with H₀(T) = h, per draw (``h`` has shape (sample, …))."""
     if spec.model == "lr_pwe":
@@ -133,9 +177,69 @@ def baseline_inverse(post: xr.Dataset, spec: Any, h: np.ndarray) -> np.ndarray:
     return (h / np.exp(log_lam0)) ** (1.0 / k)
 
 
-def replicate_observed_lr(idata: xr.DataTree, spec: Any, lesions: LesionTable,
-                          n_draws: int = 200, seed: int = 0) -> np.ndarray:
-    """Replicated 'LR observed' indicators (sample, lesion)."""
+def patient_scan_schedules(lesions: LesionTable,
+                           protocol_months: Sequence[float] = DEFAULT_SCAN_PROTOCOL_MONTHS
+                           ) -> np.ndarray:
+    """Each patient's scan times (patient, visit), padded with +inf.
+
+    The scans the data reveal (every lesion's last negative scan L > 0 and first positive scan
+    U) are kept as they are; the protocol's nominal visits fill the gaps: a nominal visit is
+    added when no revealed scan lies within half the protocol spacing before it, and only up
+    to the patient's death or last contact. (A visit that was missed but never revealed as
+    missing is thus assumed done.)
+    """
+    idx = lesions.patient_idx
+    n_pat = lesions.patients.n_patients
+    follow = np.asarray(lesions.patients.time, float)
+    nominal = imaging_schedule(float(follow.max()) if follow.size else 0.0, protocol_months)
+    half_gap = protocol_spacing(nominal) / 2.0
+    revealed = np.concatenate([lesions.lower, lesions.upper])
+    owner = np.concatenate([idx, idx])
+    keep = np.isfinite(revealed) & (revealed > 0)
+    revealed, owner = revealed[keep], owner[keep]
+    rows: list[np.ndarray] = []
+    for i in range(n_pat):
+        known = np.unique(revealed[owner == i])
+        near = (np.abs(known[None, :] - nominal[:, None]) < half_gap[:, None]).any(axis=1)
+        fill = nominal[~near & (nominal <= follow[i] + 1e-9)]
+        rows.append(np.union1d(known, fill))
+    width = max((r.size for r in rows), default=0)
+    out = np.full((n_pat, width), np.inf)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return out
+
+
+def replicate_intervals(t_lr: np.ndarray, schedules: np.ndarray, horizon: np.ndarray,
+                        patient_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval-censored observations (L, U] of latent LR times under a scan schedule.
+
+    ``t_lr`` (sample, lesion) latent LR times; ``schedules`` (patient, visit) scan times
+    (+inf padded); ``horizon`` (sample, patient) each patient's last scan (scans after it are
+    dropped; the horizon itself is a scan when > 0). L = last scan before T (0 if none),
+    U = first scan at or after T; no scan at or after T: right-censored, L = last scan, U = +inf.
+    """
+    horizon = np.asarray(horizon, float)
+    sched = np.where(schedules[None, :, :] <= horizon[:, :, None] + 1e-9, schedules[None], np.inf)
+    last = np.where(horizon > 1e-9, horizon, np.inf)[:, :, None]
+    sched = np.sort(np.concatenate([sched, last, np.full_like(last, np.inf)], axis=2), axis=2)
+    scans = sched[:, patient_idx, :]                                   # (sample, lesion, visit)
+    before = (scans < t_lr[:, :, None]).sum(axis=2)
+    upper = np.take_along_axis(scans, before[:, :, None], axis=2)[:, :, 0]
+    lower = np.where(before > 0, np.take_along_axis(
+        scans, np.maximum(before - 1, 0)[:, :, None], axis=2)[:, :, 0], 0.0)
+    return lower, upper
+
+
+def replicate_lr_data(idata: xr.DataTree, spec: Any, lesions: LesionTable,
+                      n_draws: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior predictive replicates (L, U] of every lesion (each (sample, lesion)).
+
+    Per thinned posterior draw: latent LR times from the lesion's own hazard (patient frailty,
+    site, covariates), observed through the patient's scan schedule
+    (:func:`patient_scan_schedules`, protocol from the spec's ``scan_protocol_months``) up to
+    the patient's last scan (:func:`scan_horizons`). Deaths and follow-up are kept as observed.
+    """
     from bayes_ablation.predictive import thin
 
     rng = np.random.default_rng(seed)
@@ -143,7 +247,9 @@ def replicate_observed_lr(idata: xr.DataTree, spec: Any, lesions: LesionTable,
     eta = lesion_eta(post, idata.constant_data.to_dataset())
     t_lr = baseline_inverse(post, spec, rng.exponential(size=eta.shape) / np.exp(eta))
     horizon = scan_horizons(lesions, eta.shape[0], rng)
-    return (t_lr <= horizon[:, lesions.patient_idx]).astype(int)
+    protocol = spec.model_options.get("scan_protocol_months", DEFAULT_SCAN_PROTOCOL_MONTHS)
+    return replicate_intervals(t_lr, patient_scan_schedules(lesions, protocol), horizon,
+                               lesions.patient_idx)
 
 
 def count_ppc(observed: np.ndarray, replicated: np.ndarray, groups: np.ndarray,
@@ -184,48 +290,48 @@ def size_band(size_cm: np.ndarray, cuts: tuple[float, ...] = SIZE_BANDS_CM) -> n
     return np.array([labels[i] for i in np.searchsorted(cuts, size_cm, side="right")])
 
 
-def cumulative_incidence_check(idata: xr.DataTree, spec: Any, lesions: LesionTable,
-                               n_draws: int = 200, seed: int = 0, n_grid: int = 97
-                               ) -> xr.Dataset:
-    """Turnbull NPMLE per arm and the posterior band of the fitted distribution of the same
-    lesions on a time grid (dims group, time); ``inside`` = share of grid points where the
-    NPMLE lies in the band."""
-    from bayes_ablation.predictive import thin
+def cumulative_incidence_check(lesions: LesionTable, rep_lower: np.ndarray,
+                               rep_upper: np.ndarray, interval_prob: float = 0.95,
+                               n_grid: int = 97) -> xr.Dataset:
+    """Turnbull NPMLE per arm: observed data against the same estimator on replicated data.
 
-    post = thin(idata.posterior.to_dataset(), n_draws, seed)
-    eta = lesion_eta(post, idata.constant_data.to_dataset())
+    Dims (group, time): ``observed`` (NPMLE of the data), ``lower``/``median``/``upper``
+    (central ``interval_prob`` band of the NPMLEs of the replicates, which carries both the
+    posterior uncertainty and the sampling and scan-schedule noise of the estimator);
+    ``inside`` (group) = share of grid points where the observed NPMLE lies in the band.
+    The grid stops where 10% of the lesions are still scanned.
+    """
     lower, upper = lesions.lower, lesions.upper
-    # stop where 10% of lesions are still scanned: the NPMLE's tail rests on very few lesions
     t_max = float(np.quantile(np.where(np.isfinite(upper), upper, lower), 0.9))
     grid = np.linspace(0.0, t_max, n_grid)
     arms = lesions.patients.frame["arm"].to_numpy()[lesions.patient_idx]
-    prob = spec.estimands.interval_prob
-    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
-    out = {"observed": [], "lower": [], "median": [], "upper": [], "inside": []}
+    lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
+    out: dict[str, list[Any]] = {"observed": [], "lower": [], "median": [], "upper": [],
+                                 "inside": []}
     labels = list(lesions.patients.arms)
-    h0 = baseline_cumhaz(post, spec, grid)                                  # (sample, time)
     for arm in labels:
         mask = arms == arm
-        atoms, f = turnbull(lower[mask], upper[mask])
-        obs = step_on_grid(atoms, f, grid)
-        fitted = 1.0 - np.exp(-h0[:, None, :] * np.exp(eta[:, mask, None])).mean(axis=1)
-        q = np.quantile(fitted, [lo, 0.5, hi], axis=0)
-        out["observed"].append(obs)
-        out["lower"].append(q[0])
-        out["median"].append(q[1])
-        out["upper"].append(q[2])
+        obs = step_on_grid(*turnbull(lower[mask], upper[mask]), grid)
+        reps = np.stack([step_on_grid(*turnbull(rl[mask], ru[mask], tol=1e-7), grid)
+                         for rl, ru in zip(rep_lower, rep_upper, strict=True)])
+        q = np.quantile(reps, [lo, 0.5, hi], axis=0)
+        for name, value in zip(("observed", "lower", "median", "upper"), (obs, *q), strict=True):
+            out[name].append(value)
         out["inside"].append(float(np.mean((obs >= q[0] - 1e-9) & (obs <= q[2] + 1e-9))))
     return xr.Dataset({
         **{n: (("group", "time"), np.array(out[n])) for n in ("observed", "lower", "median",
                                                                "upper")},
         "inside": ("group", np.array(out["inside"])),
-    }, coords={"group": labels, "time": grid}, attrs={"interval_prob": prob})
+    }, coords={"group": labels, "time": grid},
+        attrs={"interval_prob": interval_prob, "replicates": int(rep_lower.shape[0])})
 
 
 def lr_ppc(idata: xr.DataTree, spec: Any, lesions: LesionTable, n_draws: int = 200,
            seed: int = 0) -> dict[str, xr.Dataset]:
-    """All LR checks: counts per arm / site / size band and the cumulative incidence check."""
-    rep = replicate_observed_lr(idata, spec, lesions, n_draws, seed)
+    """All LR checks on one set of replicated data sets: counts of lesions with an observed LR
+    per arm / site / size band, and the interval-censored cumulative incidence check."""
+    rep_lower, rep_upper = replicate_lr_data(idata, spec, lesions, n_draws, seed)
+    rep = np.isfinite(rep_upper).astype(int)
     obs = lesions.observed
     pf = lesions.patients.frame
     prob = spec.estimands.interval_prob
@@ -239,8 +345,8 @@ def lr_ppc(idata: xr.DataTree, spec: Any, lesions: LesionTable, n_draws: int = 2
     if "size_cm" in lesions.frame and lesions.frame["size_cm"].notna().all():
         bands = size_band(lesions.frame["size_cm"].to_numpy())
         out["lr_count_size"] = count_ppc(obs, rep, bands, prob, size_band_labels())
-    out["lr_cumulative_incidence"] = cumulative_incidence_check(idata, spec, lesions,
-                                                                n_draws, seed)
+    out["lr_cumulative_incidence"] = cumulative_incidence_check(lesions, rep_lower, rep_upper,
+                                                                prob)
     return out
 
 

@@ -30,13 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bayes_ablation.data.imaging import imaging_schedule
 
-def imaging_schedule(horizon_months: float) -> np.ndarray:
-    """Nominal scan times up to ``horizon_months``: 3, 6, …, 24, 30, 36, …"""
-    first = np.arange(3.0, 24.0 + 1e-9, 3.0)
-    later = np.arange(30.0, max(horizon_months, 30.0) + 1e-9, 6.0)
-    visits = np.concatenate([first, later])
-    return visits[visits <= horizon_months + 1e-9]
+__all__ = ["SimulatedLRTrial", "imaging_schedule", "simulate_lr_trial"]
 
 
 @dataclass(frozen=True)

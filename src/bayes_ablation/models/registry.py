@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bayes_ablation.data.imaging import DEFAULT_SCAN_PROTOCOL_MONTHS
+
 OptionCheck = Callable[[Any], str | None]
 
 
@@ -111,6 +113,15 @@ def increasing_positive_numbers(value: Any) -> str | None:
                             f"increasing, got {value!r}")
 
 
+def scan_protocol(value: Any) -> str | None:
+    ok = (isinstance(value, list) and len(value) >= 1
+          and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+          and all(b > a for a, b in itertools.pairwise(value)))
+    return None if ok else ("must be a non-empty list of nominal scan times in months after the "
+                            "ablation, > 0 and strictly increasing (the protocol continues at "
+                            f"its last spacing), got {value!r}")
+
+
 def quantile_cuts_table(value: Any) -> str | None:
     expected = ("must be a table { method = \"quantiles\", count = N } with N ≥ 2 intervals "
                 f"(N − 1 cut points at quantiles of the observed event times), got {value!r}")
@@ -171,7 +182,8 @@ register(ModelEntry(
                  "death_log_cumhaz_ref", "death_weibull_shape"),
     options={"time_ref_months": (12.0, positive_number),
              "patient_frailty": (True, boolean),
-             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
+             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description),
+             "scan_protocol_months": (list(DEFAULT_SCAN_PROTOCOL_MONTHS), scan_protocol)},
     option_priors={"patient_frailty": ("sigma_patient",)},
 ))
 
@@ -184,7 +196,8 @@ register(ModelEntry(
     options={"cuts_months": ([3.0, 6.0, 12.0, 24.0], increasing_positive_numbers),
              "time_ref_months": (12.0, positive_number),
              "patient_frailty": (True, boolean),
-             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description)},
+             "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description),
+             "scan_protocol_months": (list(DEFAULT_SCAN_PROTOCOL_MONTHS), scan_protocol)},
     option_priors={"patient_frailty": ("sigma_patient",)},
 ))
 

@@ -97,7 +97,7 @@ def counts_figure(checks: dict[str, xr.Dataset]) -> Figure:
 
 
 def incidence_check_figure(ds: xr.Dataset) -> Figure:
-    """Turnbull NPMLE (steps) against the posterior band of the fitted distribution."""
+    """Turnbull NPMLE of the data (steps) against the band of the NPMLEs of replicated data."""
     groups = list(ds["group"].values)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False,
                              sharey=True)
@@ -105,16 +105,16 @@ def incidence_check_figure(ds: xr.Dataset) -> Figure:
     for i, (ax, g) in enumerate(zip(axes[0], groups, strict=True)):
         sel = ds.sel(group=g)
         ax.fill_between(t, sel["lower"], sel["upper"], color=_color(i), alpha=0.25, lw=0,
-                        label="posterior band (fitted)")
-        ax.plot(t, sel["median"], color=_color(i), lw=1.2, label="posterior median")
+                        label=f"replicated data ({ds.attrs.get('replicates', '')} sets)")
+        ax.plot(t, sel["median"], color=_color(i), lw=1.2, label="replicates' median")
         ax.step(t, sel["observed"], where="post", color="black", lw=1.3,
-                label="Turnbull NPMLE")
+                label="observed data")
         ax.set_title(f"{g} (NPMLE in band {float(sel['inside']):.0%})", fontsize=9)
         ax.set_xlabel("months since ablation")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("P(LR by t), death as censoring")
     axes[0][0].legend(fontsize=7, frameon=False)
-    fig.suptitle("Interval-censored cumulative incidence: NPMLE vs model")
+    fig.suptitle("Turnbull NPMLE of LR by t: observed vs posterior predictive replicates")
     fig.tight_layout()
     return fig
 
@@ -193,14 +193,15 @@ def lr_report_extras(result: Result, lesions: LesionTable,
     sections = [("Local recurrence: model and estimands", explain)]
     table = _check_table(checks)
     if len(table):
-        body = ("<p class='muted'>Replicates redraw each lesion's LR time from the posterior "
-                "(its own patient frailty and site) and count it when it falls before the "
-                "patient's last scan. Extreme P(rep ≥ obs) (&lt; 0.025 or &gt; 0.975) flags "
-                "misfit.</p>" + _table(table))
+        body = ("<p class='muted'>Each replicated data set redraws every lesion's LR time from "
+                "one posterior draw (its own patient frailty, site and covariates) and observes "
+                "it through the patient's scans (the scans the data reveal, with the protocol's "
+                "visits filling the gaps) up to the patient's last scan. Extreme P(rep ≥ obs) "
+                "(&lt; 0.025 or &gt; 0.975) flags misfit.</p>" + _table(table))
         if "lr_cumulative_incidence" in checks:
             inside = checks["lr_cumulative_incidence"]["inside"]
-            body += ("<p>Turnbull NPMLE inside the posterior band of the fitted LR distribution "
-                     "(death as censoring): " + ", ".join(
+            body += ("<p>Turnbull NPMLE of the data (death and end of scans as censoring) inside "
+                     "the band of the same estimator on the replicated data: " + ", ".join(
                          f"{g}: {float(v):.0%}" for g, v in zip(
                              inside["group"].values, inside.values, strict=True)) + ".</p>")
         sections.append(("Posterior predictive checks: local recurrence", body))
