@@ -11,6 +11,8 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -138,6 +140,81 @@ def prepare_outputs() -> None:
     plt.close(fig)
 
 
+def _compile_key(spec: AnalysisSpec, cache_key: Any, *extra: Any,
+                 model_options: dict[str, Any] | None = None) -> Any:
+    """The compiled-model cache key of ``spec``'s model structure (None: no caching).
+
+    ``model_options`` replaces the spec's ``[model]`` table (e.g. without data-only options);
+    ``extra`` adds what else fixes the compiled model's shape.
+    """
+    if cache_key is None:
+        return None
+    options = spec.raw.get("model") if model_options is None else model_options
+    return (spec.model, json.dumps(options, sort_keys=True),
+            json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
+            json.dumps(spec.raw.get("priors"), sort_keys=True), *extra, cache_key)
+
+
+def compiled_model_key(spec: AnalysisSpec, cache_key: Any = "default") -> Any:
+    """The compiled-model cache key :func:`fit` uses for a patient-level (PFS) spec: the model
+    family, graph-changing model options (not options that only change the data), hierarchy,
+    priors and ``cache_key`` (None: no caching); not the sampler settings."""
+    from bayes_ablation.models.registry import MODEL_REGISTRY
+
+    data_options = getattr(MODEL_REGISTRY.get(spec.model), "data_options", ())
+    graph_options = {k: v for k, v in spec.raw.get("model", {}).items() if k not in data_options}
+    return _compile_key(spec, cache_key, model_options=graph_options)
+
+
+class _Stopwatch:
+    """Wall seconds per named stage: ``with clock("estimands"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = time.perf_counter() - t0
+
+
+def _sampled_provenance(spec: AnalysisSpec, data: dict[str, Any], sampled: Any,
+                        timings: dict[str, Any], *, sampler_details: bool = True
+                        ) -> dict[str, Any]:
+    """Provenance of a sampled fit: spec, ``data`` (its sources, hashes and sizes), sampler,
+    hash-seed status, package versions and ``timings`` (stage → seconds)."""
+    from bayes_ablation.inference import hash_seed_status
+
+    provenance = {
+        "spec_name": spec.name,
+        "spec_path": spec.source_path,
+        "spec_sha256": spec.sha256,
+        **data,
+        "seed": spec.sampler.seed,
+        "sampler": sampled.sampler,
+        "sampler_settings": sampled.settings,
+        "sampler_fallback_reason": sampled.fallback_reason,
+    }
+    if sampler_details:
+        provenance["sampler_details"] = sampled.details
+    provenance.update(hash_seed_status())
+    provenance.update({
+        "versions": package_versions(),
+        "timings_seconds": timings,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    })
+    return provenance
+
+
+def _sampling_timings(sampled: Any) -> dict[str, Any]:
+    return {"compile": sampled.timings["compile_seconds"],
+            "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),
+            "sampling": sampled.timings["sampling_seconds"]}
+
+
 def fit(spec: AnalysisSpec, patients: PatientTable, *, lesions: LesionTable | None = None,
         progress: bool = False, ppc_draws: int = 100, cache_key: Any = "default",
         run_ppc: bool = True, log_likelihood: bool = True) -> Result:
@@ -154,10 +231,9 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, lesions: LesionTable | No
                                      ppc_draws=ppc_draws, cache_key=cache_key, run_ppc=run_ppc)
     from bayes_ablation import diagnostics as diag
     from bayes_ablation import estimands as est
-    from bayes_ablation.inference import hash_seed_status, sample
+    from bayes_ablation.inference import sample
     from bayes_ablation.loglik import log_likelihood_group
     from bayes_ablation.models.build import build_model
-    from bayes_ablation.models.registry import MODEL_REGISTRY
     from bayes_ablation.timing import import_modules, process_age_seconds
 
     started = time.perf_counter()
@@ -165,16 +241,10 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, lesions: LesionTable | No
     # the heavy libraries this analysis uses, imported up front so their cost is on record
     heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
     imports_s = import_modules(heavy)
-    t0 = time.perf_counter()
-    model = build_model(spec, patients)
-    build_s = time.perf_counter() - t0
-    # options that only change the model's data (not its graph) do not force a recompile
-    data_options = getattr(MODEL_REGISTRY.get(spec.model), "data_options", ())
-    graph_options = {k: v for k, v in spec.raw.get("model", {}).items() if k not in data_options}
-    key = (spec.model, json.dumps(graph_options, sort_keys=True),
-           json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
-           json.dumps(spec.raw.get("priors"), sort_keys=True), cache_key) \
-        if cache_key is not None else None
+    clock = _Stopwatch()
+    with clock("build_model"):
+        model = build_model(spec, patients)
+    key = compiled_model_key(spec, cache_key)
     sampled = sample(model, spec.sampler, progress=progress, cache_key=key, spec=spec,
                      while_sampling=prepare_outputs)
     idata = sampled.idata
@@ -188,63 +258,38 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, lesions: LesionTable | No
     if "cell" in idata.constant_data.dims:
         model_details["aggregated_cells"] = int(idata.constant_data.sizes["cell"])
 
-    t0 = time.perf_counter()
     loglik_notes: list[str] = []
-    if log_likelihood:
-        group, loglik_notes = log_likelihood_group(idata, spec)
-        if group.data_vars:
-            idata["log_likelihood"] = group
-    loglik_s = time.perf_counter() - t0
+    with clock("log_likelihood"):
+        if log_likelihood:
+            group, loglik_notes = log_likelihood_group(idata, spec)
+            if group.data_vars:
+                idata["log_likelihood"] = group
 
-    t0 = time.perf_counter()
-    estimands = est.compute_estimands(idata, spec)
-    table = est.summarise(estimands, spec.estimands.interval_prob)
-    probs = est.probabilities(estimands)
-    estimands_s = time.perf_counter() - t0
+    with clock("estimands"):
+        estimands = est.compute_estimands(idata, spec)
+        table = est.summarise(estimands, spec.estimands.interval_prob)
+        probs = est.probabilities(estimands)
 
-    t0 = time.perf_counter()
-    report = diag.convergence(idata, spec.diagnostics)
-    diagnostics_s = time.perf_counter() - t0
+    with clock("diagnostics"):
+        report = diag.convergence(idata, spec.diagnostics)
 
-    t0 = time.perf_counter()
     ppc = {}
-    if run_ppc:
-        ppc = diag.survival_ppc(idata, spec, patients.frame["arm"].to_numpy(),
-                                patients.frame["site"].to_numpy(), n_draws=ppc_draws,
-                                seed=spec.sampler.seed, arm_order=list(patients.arms))
-    ppc_s = time.perf_counter() - t0
+    with clock("posterior_predictive"):
+        if run_ppc:
+            ppc = diag.survival_ppc(idata, spec, patients.frame["arm"].to_numpy(),
+                                    patients.frame["site"].to_numpy(), n_draws=ppc_draws,
+                                    seed=spec.sampler.seed, arm_order=list(patients.arms))
 
-    provenance = {
-        "spec_name": spec.name,
-        "spec_path": spec.source_path,
-        "spec_sha256": spec.sha256,
-        "data_source": patients.source,
-        "data_sha256": patients.sha256,
-        "n_patients": patients.n_patients,
-        "arms": list(patients.arms),
-        "sites": list(patients.sites),
-        "seed": spec.sampler.seed,
-        "sampler": sampled.sampler,
-        "sampler_settings": sampled.settings,
-        "sampler_fallback_reason": sampled.fallback_reason,
-        "sampler_details": sampled.details,
-        **hash_seed_status(),
-        "versions": package_versions(),
-        "timings_seconds": {
-            "process_start_to_fit": process_age_at_fit,
-            "imports": imports_s,
-            "build_model": build_s,
-            "compile": sampled.timings["compile_seconds"],
-            "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),
-            "sampling": sampled.timings["sampling_seconds"],
-            "estimands": estimands_s,
-            "diagnostics": diagnostics_s,
-            "posterior_predictive": ppc_s,
-            "log_likelihood": loglik_s,
-            "fit_total": time.perf_counter() - started,
-        },
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    data = {"data_source": patients.source, "data_sha256": patients.sha256,
+            "n_patients": patients.n_patients, "arms": list(patients.arms),
+            "sites": list(patients.sites)}
+    stages = clock.seconds
+    timings = {"process_start_to_fit": process_age_at_fit, "imports": imports_s,
+               "build_model": stages["build_model"], **_sampling_timings(sampled),
+               **{k: stages[k] for k in ("estimands", "diagnostics", "posterior_predictive",
+                                         "log_likelihood")},
+               "fit_total": time.perf_counter() - started}
+    provenance = _sampled_provenance(spec, data, sampled, timings)
     if loglik_notes:
         model_details["log_likelihood_notes"] = loglik_notes
     extras: dict[str, Any] = {"summary": {"model_details": model_details}} if model_details else {}
@@ -261,7 +306,7 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
     from bayes_ablation import diagnostics_lr as dlr
     from bayes_ablation import estimands as est
     from bayes_ablation import estimands_lr as elr
-    from bayes_ablation.inference import hash_seed_status, sample
+    from bayes_ablation.inference import sample
     from bayes_ablation.models.build import build_model
     from bayes_ablation.report.lr import lr_report_extras
 
@@ -272,39 +317,30 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
         raise BayesAblationError("the lesion table was validated against another patient "
                                  "table; read both with data.lesions.read_lr_data")
     started = time.perf_counter()
-    t0 = time.perf_counter()
-    model = build_model(spec, lesions)
-    build_s = time.perf_counter() - t0
+    clock = _Stopwatch()
+    with clock("build_model"):
+        model = build_model(spec, lesions)
     # z_patient has one element per patient: the compiled model's shape depends on it (the
     # number of lesions may change: lesion data are swapped in with ``with_data``)
-    key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
-           json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
-           json.dumps(spec.raw.get("priors"), sort_keys=True), spec.covariates,
-           patients.n_patients, cache_key) if cache_key is not None else None
+    key = _compile_key(spec, cache_key, spec.covariates, patients.n_patients)
     sampled = sample(model, spec.sampler, progress=progress, cache_key=key)
     idata = sampled.idata
     idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))
     idata.posterior.attrs["spec_sha256"] = spec.sha256
 
-    t0 = time.perf_counter()
-    estimands = elr.compute_lr_estimands(idata, spec)
-    table = est.summarise(estimands, spec.estimands.interval_prob)
-    probs = elr.lr_probabilities(estimands)
-    estimands_s = time.perf_counter() - t0
+    with clock("estimands"):
+        estimands = elr.compute_lr_estimands(idata, spec)
+        table = est.summarise(estimands, spec.estimands.interval_prob)
+        probs = elr.lr_probabilities(estimands)
 
-    t0 = time.perf_counter()
-    report = diag.convergence(idata, spec.diagnostics)
-    diagnostics_s = time.perf_counter() - t0
+    with clock("diagnostics"):
+        report = diag.convergence(idata, spec.diagnostics)
 
-    t0 = time.perf_counter()
-    checks = dlr.lr_ppc(idata, spec, lesions, n_draws=max(ppc_draws, 200),
-                        seed=spec.sampler.seed) if run_ppc else {}
-    ppc_s = time.perf_counter() - t0
+    with clock("posterior_predictive"):
+        checks = dlr.lr_ppc(idata, spec, lesions, n_draws=max(ppc_draws, 200),
+                            seed=spec.sampler.seed) if run_ppc else {}
 
-    provenance = {
-        "spec_name": spec.name,
-        "spec_path": spec.source_path,
-        "spec_sha256": spec.sha256,
+    data = {
         "data_source": f"{patients.source} + {lesions.source}",
         "data_sha256": hashlib.sha256(f"{patients.sha256}{lesions.sha256}".encode()).hexdigest(),
         "patients_source": patients.source,
@@ -315,24 +351,12 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
         "n_lesions": lesions.n_lesions,
         "arms": list(patients.arms),
         "sites": list(patients.sites),
-        "seed": spec.sampler.seed,
-        "sampler": sampled.sampler,
-        "sampler_settings": sampled.settings,
-        "sampler_fallback_reason": sampled.fallback_reason,
-        **hash_seed_status(),
-        "versions": package_versions(),
-        "timings_seconds": {
-            "build_model": build_s,
-            "compile": sampled.timings["compile_seconds"],
-            "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),
-            "sampling": sampled.timings["sampling_seconds"],
-            "estimands": estimands_s,
-            "diagnostics": diagnostics_s,
-            "posterior_predictive": ppc_s,
-            "fit_total": time.perf_counter() - started,
-        },
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    stages = clock.seconds
+    timings = {"build_model": stages["build_model"], **_sampling_timings(sampled),
+               **{k: stages[k] for k in ("estimands", "diagnostics", "posterior_predictive")},
+               "fit_total": time.perf_counter() - started}
+    provenance = _sampled_provenance(spec, data, sampled, timings, sampler_details=False)
     result = Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
                     probabilities=probs, diagnostics=report, provenance=provenance,
                     data_summary=lesions.summary())
@@ -436,16 +460,11 @@ def fit_meta(spec: AnalysisSpec, studies: Any, *, method: str = "mcmc",
         t0 = time.perf_counter()
         model = build_model(spec, studies)
         timings["build_model"] = time.perf_counter() - t0
-        key = (spec.model, json.dumps(spec.raw.get("model"), sort_keys=True),
-               json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
-               json.dumps(spec.raw.get("priors"), sort_keys=True), cache_key) \
-            if cache_key is not None else None
-        sampled = sample(model, spec.sampler, progress=progress, cache_key=key)
+        sampled = sample(model, spec.sampler, progress=progress,
+                         cache_key=_compile_key(spec, cache_key))
         idata = sampled.idata
         idata.posterior.attrs["spec_sha256"] = spec.sha256
-        timings.update(compile=sampled.timings["compile_seconds"],
-                       compile_cache_hit=bool(sampled.timings.get("compile_cache_hit")),
-                       sampling=sampled.timings["sampling_seconds"])
+        timings.update(_sampling_timings(sampled))
         t0 = time.perf_counter()
         estimands = mest.meta_estimands(idata)
         table = mest.summarise(estimands, interval)

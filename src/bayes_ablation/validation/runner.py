@@ -117,13 +117,9 @@ def compiled_model_key(spec: AnalysisSpec) -> tuple[Any, ...]:
     (graph-changing model options, hierarchy, priors; not the sampler settings nor options that
     are only data), so validation fits and analyses of one model structure in a process share
     one compiled model."""
-    from bayes_ablation.models.registry import MODEL_REGISTRY
+    from bayes_ablation.analysis import compiled_model_key as fit_key
 
-    data_options = getattr(MODEL_REGISTRY.get(spec.model), "data_options", ())
-    graph_options = {k: v for k, v in spec.raw.get("model", {}).items() if k not in data_options}
-    return (spec.model, json.dumps(graph_options, sort_keys=True),
-            json.dumps(spec.raw.get("hierarchy"), sort_keys=True),
-            json.dumps(spec.raw.get("priors"), sort_keys=True), "default")
+    return fit_key(spec, "default")
 
 
 def flags_for(diag: Mapping[str, Any], spec: AnalysisSpec, rank_draws: int) -> list[str]:
