@@ -397,7 +397,8 @@ def test_every_shipped_model_has_an_adapter_that_matches_its_model():
             if name in truth:
                 assert truth[name] == pytest.approx(params[name]), (spec.name, name)
         model = adapter.build(study_spec, sim.data)
-        prior = pm.sample_prior_predictive(draws=3, model=model, random_seed=1)
+        prior = pm.sample_prior_predictive(draws=3, model=model, random_seed=1,
+                                           compile_kwargs={"mode": "FAST_COMPILE"})
         draws = adapter.posterior_draws(prior.prior.to_dataset(), study_spec)
         assert list(draws) == adapter.key_parameters(study_spec)
         assert all(d.shape == (1, 3) for d in draws.values()), spec.name
