@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,19 @@ from bayes_ablation.errors import BundleError
 from tests.conftest import MODELS, ROOT
 
 
-def test_bundle_is_complete_and_verifiable(fit600, tmp_path):
-    out = fit600.save(tmp_path / "b")
+@pytest.fixture(scope="module")
+def saved600(fit600, tmp_path_factory):
+    """fit600 written once as a bundle; tests that need *a* bundle (not the act of writing
+    one) work on copies of it."""
+    return fit600.save(tmp_path_factory.mktemp("saved600") / "b")
+
+
+def _copy(bundle_dir: Path, dest: Path) -> Path:
+    return Path(shutil.copytree(bundle_dir, dest))
+
+
+def test_bundle_is_complete_and_verifiable(fit600, saved600, tmp_path):
+    out = _copy(saved600, tmp_path / "b")
     names = {p.name for p in out.iterdir()}
     assert {"spec.toml", "posterior.nc", "estimands.csv", "summary.json", "report.html",
             "figures", "MANIFEST.json"} <= names
@@ -38,8 +50,8 @@ def test_bundle_is_complete_and_verifiable(fit600, tmp_path):
         bundle.verify(out)
 
 
-def test_bundle_refuses_existing_and_force_replaces(fit600, tmp_path):
-    out = fit600.save(tmp_path / "b")
+def test_bundle_refuses_existing_and_force_replaces(fit600, saved600, tmp_path):
+    out = _copy(saved600, tmp_path / "b")
     with pytest.raises(BundleError, match="exists"):
         fit600.save(out)
     first = (out / "MANIFEST.json").read_text()
@@ -54,7 +66,7 @@ def test_bundle_refuses_existing_and_force_replaces(fit600, tmp_path):
     assert (foreign / "thesis.docx").read_text() == "precious"
 
 
-def test_failure_while_writing_leaves_nothing_behind(fit600, tmp_path, monkeypatch):
+def test_failure_while_writing_leaves_nothing_behind(fit600, saved600, tmp_path, monkeypatch):
     import bayes_ablation.report.html as report_html
 
     def boom(*args, **kwargs):
@@ -66,7 +78,7 @@ def test_failure_while_writing_leaves_nothing_behind(fit600, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
     # an existing bundle survives a failed --force rewrite untouched
     monkeypatch.undo()
-    out = fit600.save(tmp_path / "b")
+    out = _copy(saved600, tmp_path / "b")
     before = (out / "MANIFEST.json").read_text()
     monkeypatch.setattr(report_html, "render_report", boom)
     with pytest.raises(RuntimeError):
