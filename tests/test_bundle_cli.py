@@ -50,6 +50,29 @@ def test_bundle_is_complete_and_verifiable(fit600, saved600, tmp_path):
         bundle.verify(out)
 
 
+def test_netcdf_posterior_is_compressed_and_reads_back_bit_for_bit(fit600, saved600):
+    import h5py
+
+    written = bundle.posterior_tree(fit600)
+    back = bundle.open_posterior(saved600)
+    compared = 0
+    for node in written.subtree:
+        ours, theirs = node.to_dataset(inherit=False), back[node.path].to_dataset(inherit=False)
+        for name, var in ours.variables.items():
+            if var.dtype.kind not in "biufc":
+                continue
+            stored = theirs.variables[name]
+            assert stored.dtype == var.dtype, (node.path, name)
+            assert stored.values.tobytes() == var.values.tobytes(), (node.path, name)
+            compared += 1
+    assert compared > 50
+    with h5py.File(saved600 / "posterior.nc", "r") as h5:
+        loglik = h5["log_likelihood/y"]
+        assert loglik.compression == "gzip" and loglik.shuffle
+        assert loglik.compression_opts == bundle.NETCDF_COMPLEVEL
+        assert loglik.dtype == np.float64
+
+
 def test_bundle_refuses_existing_and_force_replaces(fit600, saved600, tmp_path):
     out = _copy(saved600, tmp_path / "b")
     with pytest.raises(BundleError, match="exists"):
