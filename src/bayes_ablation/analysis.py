@@ -11,7 +11,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -209,6 +209,24 @@ def _sampled_provenance(spec: AnalysisSpec, data: dict[str, Any], sampled: Any,
     return provenance
 
 
+def _estimands_and_gate(idata: xr.DataTree, spec: AnalysisSpec, clock: _Stopwatch,
+                        compute: Callable[[xr.DataTree, AnalysisSpec], xr.Dataset],
+                        probabilities: Callable[[xr.Dataset], dict[str, float]]
+                        ) -> tuple[xr.Dataset, pd.DataFrame, dict[str, float], ConvergenceReport]:
+    """The endpoint's estimands (``compute``), their summary table and probabilities, and the
+    convergence gate, each stage timed on ``clock``."""
+    from bayes_ablation import diagnostics as diag
+    from bayes_ablation import estimands as est
+
+    with clock("estimands"):
+        estimands = compute(idata, spec)
+        table = est.summarise(estimands, spec.estimands.interval_prob)
+        probs = probabilities(estimands)
+    with clock("diagnostics"):
+        report = diag.convergence(idata, spec.diagnostics)
+    return estimands, table, probs, report
+
+
 def _sampling_timings(sampled: Any) -> dict[str, Any]:
     return {"compile": sampled.timings["compile_seconds"],
             "compile_cache_hit": bool(sampled.timings.get("compile_cache_hit")),
@@ -265,13 +283,8 @@ def fit(spec: AnalysisSpec, patients: PatientTable, *, lesions: LesionTable | No
             if group.data_vars:
                 idata["log_likelihood"] = group
 
-    with clock("estimands"):
-        estimands = est.compute_estimands(idata, spec)
-        table = est.summarise(estimands, spec.estimands.interval_prob)
-        probs = est.probabilities(estimands)
-
-    with clock("diagnostics"):
-        report = diag.convergence(idata, spec.diagnostics)
+    estimands, table, probs, report = _estimands_and_gate(
+        idata, spec, clock, est.compute_estimands, est.probabilities)
 
     ppc = {}
     with clock("posterior_predictive"):
@@ -302,9 +315,7 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
                           lesions: LesionTable | None, *, progress: bool, ppc_draws: int,
                           cache_key: Any, run_ppc: bool) -> Result:
     """Lesion-level LR analysis: model → posterior → competing-risk estimands → checks."""
-    from bayes_ablation import diagnostics as diag
     from bayes_ablation import diagnostics_lr as dlr
-    from bayes_ablation import estimands as est
     from bayes_ablation import estimands_lr as elr
     from bayes_ablation.inference import sample
     from bayes_ablation.models.build import build_model
@@ -328,13 +339,8 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
     idata.posterior.attrs["arms"] = json.dumps(list(patients.arms))
     idata.posterior.attrs["spec_sha256"] = spec.sha256
 
-    with clock("estimands"):
-        estimands = elr.compute_lr_estimands(idata, spec)
-        table = est.summarise(estimands, spec.estimands.interval_prob)
-        probs = elr.lr_probabilities(estimands)
-
-    with clock("diagnostics"):
-        report = diag.convergence(idata, spec.diagnostics)
+    estimands, table, probs, report = _estimands_and_gate(
+        idata, spec, clock, elr.compute_lr_estimands, elr.lr_probabilities)
 
     with clock("posterior_predictive"):
         checks = dlr.lr_ppc(idata, spec, lesions, n_draws=max(ppc_draws, 200),

@@ -25,7 +25,7 @@ import numpy as np
 
 from bayes_ablation.spec import AnalysisSpec
 from bayes_ablation.validation.adapters import FamilyAdapter, Simulated, scalar_draws
-from bayes_ablation.validation.adapters.weibull import MIN_TIME_MONTHS
+from bayes_ablation.validation.adapters.weibull import MIN_TIME_MONTHS, PFS_DESIGN_DEFAULTS
 
 TEMPLATE_PATIENTS = 20000
 TEMPLATE_SEED = 20261130
@@ -38,13 +38,7 @@ def _centred_walk(sigma: float, steps: np.ndarray) -> np.ndarray:
 
 class PiecewiseExponentialAdapter(FamilyAdapter):
     family = "piecewise_exponential"
-    design_defaults: Mapping[str, float | int] = {
-        "n_patients": 400,
-        "n_sites": 8,
-        "accrual_months": 24.0,
-        "followup_months": 36.0,
-        "dropout_per_month": 0.005,
-    }
+    design_defaults = PFS_DESIGN_DEFAULTS
 
     def check(self, spec: AnalysisSpec) -> list[str]:
         return ["covariates are not simulated by the piecewise-exponential validation adapter"] \

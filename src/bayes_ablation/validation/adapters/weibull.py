@@ -23,15 +23,19 @@ from bayes_ablation.validation.adapters import FamilyAdapter, Simulated, scalar_
 MIN_TIME_MONTHS = 1e-12
 
 
+#: default simulated trial of the patient-level PFS adapters (Weibull, piecewise exponential)
+PFS_DESIGN_DEFAULTS: Mapping[str, float | int] = {
+    "n_patients": 400,
+    "n_sites": 8,
+    "accrual_months": 24.0,
+    "followup_months": 36.0,
+    "dropout_per_month": 0.005,
+}
+
+
 class WeibullAdapter(FamilyAdapter):
     family = "weibull"
-    design_defaults: Mapping[str, float | int] = {
-        "n_patients": 400,
-        "n_sites": 8,
-        "accrual_months": 24.0,
-        "followup_months": 36.0,
-        "dropout_per_month": 0.005,
-    }
+    design_defaults = PFS_DESIGN_DEFAULTS
 
     def check(self, spec: AnalysisSpec) -> list[str]:
         problems = []
