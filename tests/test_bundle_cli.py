@@ -77,10 +77,12 @@ def test_bundle_refuses_existing_and_force_replaces(fit600, saved600, tmp_path):
     out = _copy(saved600, tmp_path / "b")
     with pytest.raises(BundleError, match="exists"):
         fit600.save(out)
-    first = (out / "MANIFEST.json").read_text()
+    first = json.loads((out / "MANIFEST.json").read_text())
+    (out / "left_over.txt").write_text("from the replaced bundle")
     fit600.save(out, force=True)
     bundle.verify(out)
-    assert (out / "MANIFEST.json").read_text() == first.replace(first, (out / "MANIFEST.json").read_text())
+    assert not (out / "left_over.txt").exists()             # replaced as a whole, not merged
+    assert set(json.loads((out / "MANIFEST.json").read_text())) == set(first)
     foreign = tmp_path / "notes"
     foreign.mkdir()
     (foreign / "thesis.docx").write_text("precious")
