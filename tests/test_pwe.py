@@ -297,3 +297,43 @@ def test_time_varying_needs_its_prior():
     raw["model"]["time_varying_hr"] = False
     with pytest.raises(SpecError, match="'sigma_log_hr_rw' is not a parameter"):
         parse_spec(raw, "plan.toml")
+
+
+def test_anchored_levels_keep_the_prior_and_likelihood_exactly():
+    """The anchors (log_hazard_anchor, log_hr_anchor) are a unit-Jacobian shift of μ and β:
+    the model with data-driven anchor weights, at any point, has the same log density and the
+    same hazards as the model with uniform weights (a = μ, the plain parameterisation) at the
+    matching point a' = μ, so the prior and the posterior of (μ, β, …) are unchanged."""
+    import pymc as pm
+
+    from bayes_ablation.data.aggregate import aggregate
+    from bayes_ablation.models.pfs import build_pwe_model, pwe_centring
+
+    # a high hazard: almost every event in the first intervals (the case the anchors are for)
+    sim = simulate_trial(300, 4, [0.3, 0.1, -0.2, 0.0, 0.0, 0.0, 0.0, 0.0], seed=5,
+                         median_ref_months=2.0, weibull_shape=1.0, sigma_site=0.3,
+                         hr_cuts_months=CUTS8)
+    patients = _patients(sim)
+    spec = pwe_spec(cuts_months=CUTS8, time_varying=True)
+    w = pwe_centring(aggregate(patients, np.array(CUTS8)), 4, 2, len(CUTS8) + 1)
+    assert w["anchor"].max() > 0.4 and w["anchor"][-1] < 0.01     # far from uniform
+    model = build_pwe_model(spec, patients)
+    logp = model.compile_logp()
+    names = ["log_hazard_mean", "log_hr", "log_hazard", "log_hr_interval"]
+    outputs = model.replace_rvs_by_values([model[n] for n in names])
+    values = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(1)
+    start = model.initial_point()
+    points = []
+    for _ in range(3):
+        p = {name: rng.normal(0.0, 0.7, size=np.shape(v)) for name, v in start.items()}
+        points.append((p, float(logp(p)), [np.array(v, copy=True) for v in values(p)]))
+    n_int = len(CUTS8) + 1
+    pm.set_data({"anchor_log_hazard": np.full(n_int, 1 / n_int),
+                 "anchor_log_hr": np.full((1, n_int), 1 / n_int)}, model=model)
+    for p, lp, vals in points:      # the compiled functions read the new anchor weights
+        q = {**p, "log_hazard_anchor": vals[0], "log_hr_anchor": vals[1]}
+        np.testing.assert_allclose(float(logp(q)), lp, rtol=1e-10)
+        for a, b in zip(values(q), vals, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        assert abs(float(p["log_hazard_anchor"]) - float(vals[0])) > 1e-3   # a ≠ μ here

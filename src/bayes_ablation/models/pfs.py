@@ -38,6 +38,18 @@ sets w = σ̂²/(σ̂² + s²) per effect from crude estimates on the cells (s²
 Sköld (2007). With a low-rank mass matrix this keeps the number of gradient evaluations per
 draw flat from 10^3 to 10^6 patients (bench/pwe_scaling.py).
 
+Anchored levels (also geometry only). μ is the mean over *all* intervals, but the data may
+inform only some of them (a high hazard puts every event in the first intervals): then the
+data pin log λ_j = μ + (w_j − w̄) for the early j, and μ has to move with the walk of the
+uninformed late intervals (a ridge μ ≈ c − σ_λ f(z) that curves with σ_λ, and NUTS diverges
+on it). The sampler therefore draws the *anchor* a = μ + Σ_j π_j (w_j − w̄) with
+a ~ prior of μ shifted by Σ_j π_j (w_j − w̄), π_j ∝ events in interval j (``auto``; uniform
+π, hence a = μ, otherwise), and sets μ = a − Σ_j π_j (w_j − w̄): a shift by a function of the
+other parameters has unit Jacobian, so μ keeps exactly its prior (normal / Student-t priors;
+others are drawn directly). Likewise the log HR β_a is drawn through the anchor
+β_a + Σ_j π^δ_a,j δ_a,j with π^δ ∝ the information 1/(1/D_ref,j + 1/D_a,j) on the interval's
+log HR. ``log_hazard_mean`` and ``log_hr`` remain in the posterior as deterministics.
+
 The likelihood is evaluated on the aggregated cells c (site × arm × interval × covariate
 pattern) with events D_c and exposure E_c:
 
@@ -67,7 +79,7 @@ from bayes_ablation.data.aggregate import (
 )
 from bayes_ablation.data.schema import PatientTable
 from bayes_ablation.models.hierarchy import scaled_normal, site_effects
-from bayes_ablation.models.priors import prior
+from bayes_ablation.models.priors import LOCATION_FAMILIES, prior, shifted_prior
 from bayes_ablation.spec import AnalysisSpec
 
 
@@ -174,18 +186,26 @@ def centred_random_walk(steps: Any) -> Any:
     return walk - walk.mean(axis=-1, keepdims=True)
 
 
+#: standard errors subtracted from the moment estimate of σ² in :func:`_moment_centring`
+CENTRING_SE = 3.0
+
+
 def _moment_centring(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
     """Centring weights w = σ̂² / (σ̂² + s²) for effects with crude estimates (mean zero under
     the prior) and sampling variances s²; σ̂² is the method-of-moments between-effect variance
-    less one standard error (≈ √(2/K) mean s² for K effects), truncated at 0. Unless the data
-    show heterogeneity clearly, the posterior of σ reaches down to 0, where only the
-    non-centred form (w = 0) is free of a funnel."""
+    less :data:`CENTRING_SE` standard errors (one standard error ≈ √(2/K) mean s² for K
+    effects), truncated at 0. Unless the data show heterogeneity clearly, the posterior of σ
+    reaches down to 0, where only the non-centred form (w = 0) is free of a funnel; a
+    partially centred effect near σ = 0 is a funnel, so the rule errs towards w = 0 (with one
+    standard error, 20 of the 25 SBC fits of ``models/pfs_piecewise_site.toml`` with a
+    log-HR walk weight above 0.2 diverged; bench/sbc/README.md). Very large trials, whose
+    effects are pinned down, still get w → 1."""
     estimates = np.asarray(estimates, float)
     variances = np.asarray(variances, float)
     centred = estimates - estimates.mean() if estimates.size > 1 else estimates
     mean_var = float(np.mean(variances))
-    sigma2 = max(float(np.mean(centred**2)) - mean_var * (1.0 + np.sqrt(2.0 / estimates.size)),
-                 0.0)
+    sigma2 = max(float(np.mean(centred**2))
+                 - mean_var * (1.0 + CENTRING_SE * np.sqrt(2.0 / estimates.size)), 0.0)
     return sigma2 / (sigma2 + variances)
 
 
@@ -224,7 +244,10 @@ def pwe_centring(cells: Any, n_sites: int, n_arms: int, n_intervals: int
     v_sa = 1 / o_sa[:, 1:] + 1 / o_sa[:, :1]
     w_site_arm = np.stack([_moment_centring(slope[:, a], v_sa[:, a])
                            for a in range(n_arms - 1)], axis=1)
-    return {"log_hazard": w_hazard, "log_hr": w_hr, "site": w_site, "site_arm": w_site_arm}
+    anchor = e_j / e_j.sum()
+    anchor_hr = 1 / v / (1 / v).sum(-1, keepdims=True)
+    return {"log_hazard": w_hazard, "log_hr": w_hr, "site": w_site, "site_arm": w_site_arm,
+            "anchor": anchor, "anchor_hr": anchor_hr}
 
 
 def pwe_cell_logp(value: Any, log_rate: Any, log_exposure: Any) -> Any:
@@ -270,7 +293,9 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
         n_t = len(patients.arms) - 1
         w = {"log_hazard": np.full(n_int - 1, fill), "log_hr": np.full((n_t, n_int - 1), fill),
              "site": np.full(len(patients.sites), fill),
-             "site_arm": np.full((len(patients.sites), n_t), fill)}
+             "site_arm": np.full((len(patients.sites), n_t), fill),
+             "anchor": np.full(n_int, 1.0 / n_int),
+             "anchor_hr": np.full((n_t, n_int), 1.0 / n_int)}
     with pm.Model(coords=coords) as model:
         # per-patient data (outside the likelihood; see module docstring)
         pm.Data("arm_idx", patients.arm_idx, dims="patient")
@@ -293,22 +318,39 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
         w_site = pm.Data("centring_site", w["site"], dims="site")
         w_site_arm = pm.Data("centring_site_arm", w["site_arm"], dims=("site", "treatment"))
         w_hr = pm.Data("centring_log_hr", w["log_hr"], dims=("treatment", "cut"))
-        level = prior("log_hazard_mean", spec.priors["log_hazard_mean"])
+        w_anchor = pm.Data("anchor_log_hazard", w["anchor"], dims="interval")
         sigma_rw = prior("sigma_log_hazard_rw", spec.priors["sigma_log_hazard_rw"])
         steps = scaled_normal("z_log_hazard", sigma_rw, "cut", w_hazard)
-        log_hazard = pm.Deterministic("log_hazard", level + centred_random_walk(steps),
-                                      dims="interval")
-        eta = linear_predictor(spec, cell_arm, cell_site, cell_x, len(covariate_names),
-                               centring=(w_site, w_site_arm))
+        walk = centred_random_walk(steps)
+        level_prior = spec.priors["log_hazard_mean"]
+        if level_prior.family in LOCATION_FAMILIES:
+            shift = pt.sum(w_anchor * walk)
+            anchor = shifted_prior("log_hazard_anchor", level_prior, shift)
+            level = pm.Deterministic("log_hazard_mean", anchor - shift)
+        else:
+            level = prior("log_hazard_mean", level_prior)
+        log_hazard = pm.Deterministic("log_hazard", level + walk, dims="interval")
+        treatment_effect = deviation_full = None
         if time_varying:
+            w_anchor_hr = pm.Data("anchor_log_hr", w["anchor_hr"], dims=("treatment", "interval"))
             sigma_hr = prior("sigma_log_hr_rw", spec.priors["sigma_log_hr_rw"])
             steps_hr = scaled_normal("z_log_hr", sigma_hr, ("treatment", "cut"), w_hr)
             deviation = centred_random_walk(steps_hr)
+            hr_prior = spec.priors["log_hr"]
+            if hr_prior.family in LOCATION_FAMILIES:
+                shift_hr = pt.sum(w_anchor_hr * deviation, axis=-1)
+                anchor_hr = shifted_prior("log_hr_anchor", hr_prior, shift_hr, dims="treatment")
+                log_hr = pm.Deterministic("log_hr", anchor_hr - shift_hr, dims="treatment")
+                pm.Deterministic("hr", pt.exp(log_hr), dims="treatment")
+                treatment_effect = pt.concatenate([pt.zeros(1), log_hr])[cell_arm]
+            deviation_full = pt.concatenate([pt.zeros((1, len(cuts) + 1)), deviation], axis=0)
+        eta = linear_predictor(spec, cell_arm, cell_site, cell_x, len(covariate_names),
+                               centring=(w_site, w_site_arm), treatment_effect=treatment_effect)
+        if time_varying:
             log_hr_interval = pm.Deterministic(
                 "log_hr_interval", model["log_hr"][:, None] + deviation,
                 dims=("treatment", "interval"))
             pm.Deterministic("hr_interval", pt.exp(log_hr_interval), dims=("treatment", "interval"))
-            deviation_full = pt.concatenate([pt.zeros((1, len(cuts) + 1)), deviation], axis=0)
             eta = eta + deviation_full[cell_arm, cell_interval]
         log_rate = log_hazard[cell_interval] + eta
         pm.CustomDist("events", log_rate, log_exposure, logp=pwe_cell_logp,

@@ -40,3 +40,24 @@ def prior(name: str, spec: PriorSpec, dims: str | tuple[str, ...] | None = None)
             variance = pm.LogNormal(f"{name}_sq", mu=p["mu"], sigma=p["sigma"], dims=dims)
             return pm.Deterministic(name, pt.sqrt(variance), dims=dims)
     raise ValueError(f"unknown prior family {spec.family!r}")  # spec validation prevents this
+
+
+#: prior families whose location parameter ``mu`` can be shifted (:func:`shifted_prior`)
+LOCATION_FAMILIES = ("normal", "studentt")
+
+
+def shifted_prior(name: str, spec: PriorSpec, shift: Any,
+                  dims: str | tuple[str, ...] | None = None) -> Any:
+    """A random variable a ~ the spec's location-family prior with location μ₀ + ``shift``.
+
+    Sampling a and setting θ = a − shift gives θ exactly the spec's prior (a shift has unit
+    Jacobian), also when ``shift`` depends on other parameters: a reparameterisation, not a
+    prior change."""
+    p = spec.params
+    match spec.family:
+        case "normal":
+            return pm.Normal(name, mu=p["mu"] + shift, sigma=p["sigma"], dims=dims)
+        case "studentt":
+            return pm.StudentT(name, nu=p["nu"], mu=p["mu"] + shift, sigma=p["sigma"],
+                               dims=dims)
+    raise ValueError(f"prior family {spec.family!r} is not a location family")
