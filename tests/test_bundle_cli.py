@@ -202,3 +202,16 @@ def test_same_seed_same_draws_across_processes(tmp_path, trial600):
     prov = json.loads((tmp_path / "r0" / "summary.json").read_text())["provenance"]
     assert prov["python_hash_seed"] == "0" and prov["reproducible_across_processes"] is True
     assert Path(prov["data_source"]) == data
+
+
+def test_provenance_pins_the_source_revision():
+    import subprocess
+
+    from bayes_ablation.analysis import package_versions
+
+    from .conftest import ROOT
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    revision = package_versions()["bayes_ablation_source"]
+    assert revision.split("+")[0] == head

@@ -6,6 +6,7 @@ studies all call :func:`fit`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -40,7 +41,30 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    versions["bayes_ablation_source"] = source_revision()
     return versions
+
+
+@functools.lru_cache(maxsize=1)
+def source_revision() -> str:
+    """The git commit of the package's source when it runs from a checkout (``+modified`` when
+    the package's files differ from it), else ``"not a git checkout"``: the package version alone
+    does not pin the code that produced a result during development."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                             timeout=10, check=True)
+        return out.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        modified = bool(git("status", "--porcelain", "--untracked-files=no", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return commit + ("+modified" if modified else "")
 
 
 @dataclass
