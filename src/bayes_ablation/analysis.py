@@ -206,8 +206,7 @@ class _Stopwatch:
 
 
 def _sampled_provenance(spec: AnalysisSpec, data: dict[str, Any], sampled: Any,
-                        timings: dict[str, Any], *, sampler_details: bool = True
-                        ) -> dict[str, Any]:
+                        timings: dict[str, Any]) -> dict[str, Any]:
     """Provenance of a sampled fit: spec, ``data`` (its sources, hashes and sizes), sampler,
     hash-seed status, package versions and ``timings`` (stage → seconds)."""
     from bayes_ablation.inference import hash_seed_status
@@ -221,9 +220,8 @@ def _sampled_provenance(spec: AnalysisSpec, data: dict[str, Any], sampled: Any,
         "sampler": sampled.sampler,
         "sampler_settings": sampled.settings,
         "sampler_fallback_reason": sampled.fallback_reason,
+        "sampler_details": sampled.details,
     }
-    if sampler_details:
-        provenance["sampler_details"] = sampled.details
     provenance.update(hash_seed_status())
     provenance.update({
         "versions": package_versions(),
@@ -386,7 +384,7 @@ def _fit_local_recurrence(spec: AnalysisSpec, patients: PatientTable,
     timings = {"build_model": stages["build_model"], **_sampling_timings(sampled),
                **{k: stages[k] for k in ("estimands", "diagnostics", "posterior_predictive")},
                "fit_total": time.perf_counter() - started}
-    provenance = _sampled_provenance(spec, data, sampled, timings, sampler_details=False)
+    provenance = _sampled_provenance(spec, data, sampled, timings)
     result = Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
                     probabilities=probs, diagnostics=report, provenance=provenance,
                     data_summary=lesions.summary())

@@ -184,9 +184,9 @@ def patient_scan_schedules(lesions: LesionTable,
 
     The scans the data reveal (every lesion's last negative scan L > 0 and first positive scan
     U) are kept as they are; the protocol's nominal visits fill the gaps: a nominal visit is
-    added when no revealed scan lies within half the protocol spacing before it, and only up
-    to the patient's death or last contact. (A visit that was missed but never revealed as
-    missing is thus assumed done.)
+    added when no revealed scan lies within half the protocol spacing (the gap before it) of it,
+    and only up to the patient's death or last contact. (A visit that was missed but never
+    revealed as missing is thus assumed done.)
     """
     idx = lesions.patient_idx
     n_pat = lesions.patients.n_patients

@@ -105,21 +105,25 @@ register(ModelEntry(
 ))
 
 
+def _increasing_positive_list(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) >= 1
+            and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                    for v in value)
+            and all(b > a for a, b in itertools.pairwise(value)))
+
+
 def increasing_positive_numbers(value: Any) -> str | None:
-    ok = (isinstance(value, list) and len(value) >= 1
-          and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
-          and all(b > a for a, b in itertools.pairwise(value)))
-    return None if ok else ("must be a non-empty list of cut points in months, > 0 and strictly "
-                            f"increasing, got {value!r}")
+    if _increasing_positive_list(value):
+        return None
+    return ("must be a non-empty list of cut points in months, > 0 and strictly increasing, "
+            f"got {value!r}")
 
 
 def scan_protocol(value: Any) -> str | None:
-    ok = (isinstance(value, list) and len(value) >= 1
-          and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
-          and all(b > a for a, b in itertools.pairwise(value)))
-    return None if ok else ("must be a non-empty list of nominal scan times in months after the "
-                            "ablation, > 0 and strictly increasing (the protocol continues at "
-                            f"its last spacing), got {value!r}")
+    if _increasing_positive_list(value):
+        return None
+    return ("must be a non-empty list of nominal scan times in months after the ablation, > 0 "
+            f"and strictly increasing (the protocol continues at its last spacing), got {value!r}")
 
 
 def quantile_cuts_table(value: Any) -> str | None:

@@ -36,11 +36,12 @@ code{background:#f4f4f4;padding:0 .3em}
 """
 
 
-def figure_png(fig: Figure) -> bytes:
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """PNG bytes of ``fig`` (closed afterwards)."""
     from bayes_ablation.report.plots import plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bayes_ablation.report.html import CSS, _table
+from bayes_ablation.report.html import CSS, _table, figure_png
 from bayes_ablation.report.plots import _color, plt
 
 if TYPE_CHECKING:
@@ -22,15 +22,9 @@ if TYPE_CHECKING:
     from bayes_ablation.validation.uniformity import EcdfTest
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """PNG bytes (a lower resolution than analysis reports: validation bundles are committed
-    to the repository, and their report embeds every figure a second time)."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
+#: figure resolution of validation reports (lower than analysis reports: validation bundles are
+#: committed to the repository, and their report embeds every figure a second time)
+VALIDATION_DPI = 80
 
 
 def _grid(n: int, width: float = 3.4, height: float = 2.7) -> tuple[Figure, np.ndarray]:
@@ -206,7 +200,7 @@ def sbc_report(study: Study, summary: SBCSummary) -> tuple[str, dict[str, bytes]
     figs = {"rank_histograms": rank_histograms(summary.ranks, summary.rank_draws),
             "ecdf_difference": ecdf_differences(summary.ecdf),
             "zscore_contraction": zscore_contraction(study.records, study.key_parameters)}
-    pngs = {name: figure_png(fig) for name, fig in figs.items()}
+    pngs = {name: figure_png(fig, VALIDATION_DPI) for name, fig in figs.items()}
     css = "pass" if summary.passed else "fail"
     banner = f"<div class='banner {css}'>{html.escape(summary.verdict)}</div>"
     cols = ["parameter", "n", "chi2", "chi2_df", "chi2_p", "ecdf_p", "ecdf_max_abs_diff",
@@ -243,7 +237,7 @@ for an exact sampler; a clearly non-uniform flagged subset points at the sampler
 def coverage_report(study: Study, table: pd.DataFrame, problems: Mapping[str, Any],
                     levels: Sequence[float]) -> tuple[str, dict[str, bytes]]:
     """Figures and the HTML page of a fixed-truth coverage study."""
-    pngs = {"coverage": figure_png(coverage_plot(table, levels))} if len(table) else {}
+    pngs = {"coverage": figure_png(coverage_plot(table, levels), VALIDATION_DPI)} if len(table) else {}
     truth = study.provenance.get("truth") or {}
     truth_text = ", ".join(f"{k} = {v:g}" for k, v in truth.items())
     bad = problems["errors"] > 0
