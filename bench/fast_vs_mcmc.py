@@ -8,7 +8,7 @@ For each simulated interim look the same data are analysed twice:
   ``--reference pwe``: the project's piecewise-exponential analysis model
   (``models/pfs_piecewise_site.toml`` with the design's fixed cut points and proportional
   hazards; random-walk baseline prior — needs the ``piecewise_exponential`` family);
-* fast: :func:`bayes_ablation.monitoring.fast.fast_posterior` with the design's ``[fast]``
+* fast: :func:`bayes_ablation.workflows.monitoring.fast.fast_posterior` with the design's ``[fast]``
   settings (``models/interim_design.toml``).
 
 Reported: P(HR < 1) and P(HR < 0.8) from both, their absolute differences (max, mean, 95th
@@ -47,16 +47,16 @@ def main() -> None:
 
     import nutpie
 
+    from bayes_ablation.core.parallel import rng_for
     from bayes_ablation.data.cut import cut_latent
     from bayes_ablation.data.schema import patients_from_frame
-    from bayes_ablation.inference import sample
-    from bayes_ablation.models.build import build_model
-    from bayes_ablation.models.fast_reference import build_fast_reference
-    from bayes_ablation.monitoring.design import load_design
-    from bayes_ablation.monitoring.fast import FastModel, fast_posterior, suff_stats
-    from bayes_ablation.monitoring.oc import event_calendar_times, simulate_latent
-    from bayes_ablation.parallel import rng_for
-    from bayes_ablation.spec import load_spec, parse_spec
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.endpoints.pfs.fast_reference import build_fast_reference
+    from bayes_ablation.inference.sampling import sample
+    from bayes_ablation.spec.design import load_design
+    from bayes_ablation.spec.plan import load_spec, parse_spec
+    from bayes_ablation.workflows.monitoring.fast import FastModel, fast_posterior, suff_stats
+    from bayes_ablation.workflows.monitoring.oc import event_calendar_times, simulate_latent
 
     design = load_design(ROOT / "models" / "interim_design.toml")
     out = args.out or str(ROOT / "bench" / "outputs" / f"fast_vs_mcmc_{args.reference}.csv")

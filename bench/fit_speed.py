@@ -54,7 +54,7 @@ def _env() -> dict[str, str]:
 def worker(path: str, data: str) -> dict:
     """Fit ``data`` with one sampler path in this (fresh) process; return the figures."""
     t_start = time.perf_counter()
-    from bayes_ablation.timing import import_modules, process_age_seconds
+    from bayes_ablation.core.provenance import import_modules, process_age_seconds
 
     startup = process_age_seconds()
     modules = ("pymc", "arviz") + (("nutpie", "numba") if path != "pymc" else ())
@@ -62,9 +62,9 @@ def worker(path: str, data: str) -> dict:
     import arviz as az
 
     from bayes_ablation.data.schema import read_patients
-    from bayes_ablation.inference import sample
-    from bayes_ablation.models.build import build_model
-    from bayes_ablation.spec import load_spec
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.inference.sampling import sample
+    from bayes_ablation.spec.plan import load_spec
 
     spec = load_spec(SPEC)
     if path == "pymc":

@@ -18,12 +18,12 @@ import time
 import numpy as np
 import xarray as xr
 
-from bayes_ablation.analysis import fit
 from bayes_ablation.data.lesions import lr_data_from_frames
 from bayes_ablation.data.simulate_lr import simulate_lr_trial
-from bayes_ablation.estimands_lr import lr_cif, reference_offsets
-from bayes_ablation.models.local_recurrence import reference_design
-from bayes_ablation.spec import load_spec
+from bayes_ablation.endpoints.local_recurrence.estimands import lr_cif, reference_offsets
+from bayes_ablation.endpoints.local_recurrence.model import reference_design
+from bayes_ablation.spec.plan import load_spec
+from bayes_ablation.workflows.fit import fit
 
 ARMS = ["postoperative", "perioperative"]
 

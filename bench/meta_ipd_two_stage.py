@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_ablation.analysis import fit_meta
 from bayes_ablation.data.simulate import simulate_trial
 from bayes_ablation.data.studies import studies_from_frame
-from bayes_ablation.meta.estimands import compare_with_exact
-from bayes_ablation.spec import parse_spec
+from bayes_ablation.endpoints.meta.estimands import compare_with_exact
+from bayes_ablation.spec.plan import parse_spec
+from bayes_ablation.workflows.meta import fit_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 r = fit_meta(spec_for(kind, seed, args.draws, args.target_accept), studies,
                              method="mcmc")
-                c = compare_with_exact(r.idata, r.extras["meta"]["exact_table"])
+                c = compare_with_exact(r.idata, r.details["meta"]["exact_table"])
                 signed = (c["mcmc"] - c["exact"]) / c["mcse"]
                 gaps.append(signed.to_numpy())
                 t = r.provenance["timings_seconds"]

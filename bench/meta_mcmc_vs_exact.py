@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bayes_ablation.analysis import fit_meta
 from bayes_ablation.data.studies import studies_from_arrays
-from bayes_ablation.meta.estimands import compare_with_exact
-from bayes_ablation.meta.quadrature import ExactPosterior
-from bayes_ablation.spec import parse_spec
+from bayes_ablation.endpoints.meta.estimands import compare_with_exact
+from bayes_ablation.endpoints.meta.quadrature import ExactPosterior
+from bayes_ablation.spec.plan import parse_spec
+from bayes_ablation.workflows.meta import fit_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 

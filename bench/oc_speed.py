@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--scenario", default="null")
     args = parser.parse_args()
 
-    from bayes_ablation.monitoring.design import load_design
-    from bayes_ablation.monitoring.oc import oc_table, run_oc
+    from bayes_ablation.spec.design import load_design
+    from bayes_ablation.workflows.monitoring.oc import oc_table, run_oc
 
     design = load_design(ROOT / "models" / "interim_design.toml")
     load0 = os.getloadavg()

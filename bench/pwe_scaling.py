@@ -31,7 +31,7 @@ os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'py
 from bayes_ablation.data.aggregate import aggregate  # noqa: E402
 from bayes_ablation.data.schema import patients_from_frame  # noqa: E402
 from bayes_ablation.data.simulate import simulate_trial  # noqa: E402
-from bayes_ablation.spec import load_spec, parse_spec  # noqa: E402
+from bayes_ablation.spec.plan import load_spec, parse_spec  # noqa: E402
 
 CUTS = [3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 24.0, 30.0, 36.0]          # 10 intervals
 HAZARDS = [0.03, 0.05, 0.06, 0.055, 0.05, 0.045, 0.04, 0.035, 0.03, 0.03]
@@ -76,8 +76,8 @@ def main() -> None:
 
     import arviz as az
 
-    from bayes_ablation.inference import sample
-    from bayes_ablation.models.pfs import build_pwe_model
+    from bayes_ablation.endpoints.pfs.model import build_pwe_model
+    from bayes_ablation.inference.sampling import sample
 
     spec = bench_spec(args.draws, args.tune, args.chains, args.parameterisation, args.adaptation)
     rows = []

@@ -6,4 +6,5 @@ bash scripts/setup.sh
 export PYTENSOR_FLAGS="${PYTENSOR_FLAGS:-base_compiledir=$PWD/.cache/pytensor}"
 export PYTHONHASHSEED="${PYTHONHASHSEED:-0}"  # reproducible compiled graphs (see README)
 .venv/bin/ruff check src tests bench examples
+.venv/bin/lint-imports --no-cache  # layers and acyclicity contracts (pyproject.toml, docs/ARCHITECTURE.md)
 exec .venv/bin/python -m pytest "$@"

@@ -15,7 +15,7 @@ os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'py
 
 @pytest.fixture(scope="session")
 def weibull_spec():
-    from bayes_ablation.spec import load_spec
+    from bayes_ablation.spec.plan import load_spec
 
     return load_spec(MODELS / "pfs_weibull_site.toml")
 
@@ -38,7 +38,7 @@ def trial600():
 
 @pytest.fixture(scope="session")
 def fit600(small_weibull_spec, trial600):
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     return fit(small_weibull_spec, trial600[1], ppc_draws=60)
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_ablation import bundle
-from bayes_ablation.cli import main
+from bayes_ablation.cli.main import main
 from bayes_ablation.errors import BundleError
+from bayes_ablation.results import bundle
 from tests.conftest import MODELS, ROOT
 
 
@@ -92,12 +92,13 @@ def test_bundle_refuses_existing_and_force_replaces(fit600, saved600, tmp_path):
 
 
 def test_failure_while_writing_leaves_nothing_behind(fit600, saved600, tmp_path, monkeypatch):
-    import bayes_ablation.report.html as report_html
+    import bayes_ablation.results.bundle as bundle
 
     def boom(*args, **kwargs):
-        raise RuntimeError("disk full while rendering")
+        raise RuntimeError("disk full while writing the posterior")
 
-    monkeypatch.setattr(report_html, "render_report", boom)
+    # spec.toml is already in the temporary folder when the posterior fails
+    monkeypatch.setattr(bundle, "posterior_tree", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         fit600.save(tmp_path / "b")
     assert list(tmp_path.iterdir()) == []
@@ -105,7 +106,7 @@ def test_failure_while_writing_leaves_nothing_behind(fit600, saved600, tmp_path,
     monkeypatch.undo()
     out = _copy(saved600, tmp_path / "b")
     before = (out / "MANIFEST.json").read_text()
-    monkeypatch.setattr(report_html, "render_report", boom)
+    monkeypatch.setattr(bundle, "posterior_tree", boom)
     with pytest.raises(RuntimeError):
         fit600.save(out, force=True)
     assert (out / "MANIFEST.json").read_text() == before
@@ -172,7 +173,7 @@ def test_cli_simulate_writes_reproducible_csv(tmp_path):
 
 
 def test_help_does_not_import_pymc():
-    code = ("import sys; from bayes_ablation.cli import build_parser; build_parser();"
+    code = ("import sys; from bayes_ablation.cli.main import build_parser; build_parser();"
             "print('pymc' in sys.modules, 'arviz' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT)
@@ -207,7 +208,7 @@ def test_same_seed_same_draws_across_processes(tmp_path, trial600):
 def test_provenance_pins_the_source_revision():
     import subprocess
 
-    from bayes_ablation.analysis import package_versions
+    from bayes_ablation.core.provenance import package_versions
 
     from .conftest import ROOT
 

@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from bayes_ablation.errors import SpecError
-from bayes_ablation.monitoring.design import load_design, parse_design
+from bayes_ablation.spec.design import load_design, parse_design
 from tests.conftest import MODELS
 
 DESIGN = MODELS / "interim_design.toml"

@@ -7,8 +7,9 @@ import pytest
 import xarray as xr
 from scipy import integrate, stats
 
-from bayes_ablation import estimands as est
-from bayes_ablation.diagnostics import km_on_grid
+from bayes_ablation.endpoints.pfs import estimands as pfs_est
+from bayes_ablation.survival import estimands as est
+from bayes_ablation.survival.ppc import km_on_grid
 
 
 def _post(n_chain=2, n_draw=50, seed=0, sigma_site=0.4, slope=None):
@@ -50,7 +51,7 @@ def _closed_form_s(post, t, arm_shift, u=0.0, offset=0.0):
 
 def test_average_site_survival_is_the_closed_form(spec):
     post = _post()
-    s = est.survival_at(_Tree(post), spec, np.array([6.0, 24.0]), "average")
+    s = pfs_est.survival_at(_Tree(post), spec, np.array([6.0, 24.0]), "average")
     for i, t in enumerate([6.0, 24.0]):
         np.testing.assert_allclose(s.sel(arm="post").values[..., i], _closed_form_s(post, t, 0.0),
                                    rtol=1e-12)
@@ -62,7 +63,7 @@ def test_average_site_survival_is_the_closed_form(spec):
 @pytest.mark.parametrize("slope", [None, 0.25])
 def test_new_site_survival_integrates_over_site_distribution(spec, slope):
     post = _post(n_draw=3, sigma_site=0.6, slope=slope)
-    s = est.survival_at(_Tree(post), spec, np.array([18.0]), "new")
+    s = pfs_est.survival_at(_Tree(post), spec, np.array([18.0]), "new")
     for c in range(2):
         for d in range(3):
             p = post.isel(chain=c, draw=d)
@@ -78,7 +79,7 @@ def test_covariate_standardisation_averages_over_patients(spec):
     post = _post(n_draw=4)
     post["beta_covariates"] = (("chain", "draw", "covariate"), np.full((2, 4, 2), [0.5, -1.0]))
     x = np.array([[0.5, 0.0], [-0.5, 1.0], [0.5, 0.0], [1.5, 1.0]])
-    s = est.survival_at(_Tree(post, x), spec, np.array([12.0]), "average")
+    s = pfs_est.survival_at(_Tree(post, x), spec, np.array([12.0]), "average")
     manual = np.mean([_closed_form_s(post, 12.0, 0.0, offset=xi @ [0.5, -1.0]) for xi in x], axis=0)
     np.testing.assert_allclose(s.sel(arm="post").values[..., 0], manual, rtol=1e-12)
 
@@ -86,13 +87,13 @@ def test_covariate_standardisation_averages_over_patients(spec):
 def test_rmst_and_median_match_quadrature_and_closed_form(spec):
     post = _post(n_draw=5, sigma_site=0.0)
     grid = np.linspace(0, 36, 241)[1:]
-    curve = est.survival_at(_Tree(post), spec, grid, "average")
+    curve = pfs_est.survival_at(_Tree(post), spec, grid, "average")
     r = est.rmst(curve, 36.0)
     p = post.isel(chain=0, draw=0)
     exact = integrate.quad(lambda t: float(_closed_form_s(p, t, 0.0)), 0, 36)[0]
     assert float(r.sel(arm="post").values[0, 0]) == pytest.approx(exact, rel=1e-4)
     grid = np.geomspace(0.05, 400, 2000)
-    med = est.median_time(est.survival_at(_Tree(post), spec, grid, "average"))
+    med = est.median_time(pfs_est.survival_at(_Tree(post), spec, grid, "average"))
     k, a = float(p["weibull_shape"]), float(p["log_cumhaz_ref"])
     exact_median = 12.0 * (np.log(2) / np.exp(a)) ** (1 / k)
     assert float(med.sel(arm="post").values[0, 0]) == pytest.approx(exact_median, rel=1e-3)
@@ -113,7 +114,7 @@ def test_summarise_and_probabilities(spec):
     post = _post(n_draw=400)
     ds = xr.Dataset({"hr": np.exp(post["log_hr"])})
     ds.attrs["hr_thresholds"] = [1.0, 0.7]
-    probs = est.probabilities(ds)
+    probs = pfs_est.probabilities(ds)
     hr = np.exp(post["log_hr"].values.ravel())
     assert probs["P(HR<0.7) [peri]"] == pytest.approx(np.mean(hr < 0.7))
     table = est.summarise(ds, 0.95)

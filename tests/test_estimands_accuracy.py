@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 from scipy import integrate, special
 
-from bayes_ablation import estimands as est
-from bayes_ablation.survival_kernels import GH_MAX_SD, GH_ORDERS, gh_tables, mixed_survival
+from bayes_ablation.survival import estimands as est
+from bayes_ablation.survival.kernels import GH_MAX_SD, GH_ORDERS, gh_tables, mixed_survival
 
 
 def _marginal_survival(h: float, sd: float) -> float:
@@ -92,7 +92,7 @@ def test_median_new_site_close_to_root():
 def test_kaplan_meier_table_equals_lifelines():
     from lifelines import KaplanMeierFitter
 
-    from bayes_ablation.predictive import kaplan_meier
+    from bayes_ablation.survival.predictive import kaplan_meier
 
     rng = np.random.default_rng(4)
     time = np.round(rng.exponential(10.0, size=300), 1)  # ties on purpose

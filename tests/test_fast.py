@@ -9,7 +9,7 @@ from scipy import optimize
 from bayes_ablation.data.aggregate import aggregate
 from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import simulate_trial
-from bayes_ablation.monitoring.fast import (
+from bayes_ablation.workflows.monitoring.fast import (
     FastModel,
     _grad_hess,
     _log_post,

@@ -1,5 +1,5 @@
 """Small version of bench/fast_vs_mcmc.py: the fast Laplace posterior agrees with full MCMC of
-the same model (:mod:`bayes_ablation.models.fast_reference`) on a few simulated looks."""
+the same model (:mod:`bayes_ablation.endpoints.pfs.fast_reference`) on a few simulated looks."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ def test_fast_posterior_probabilities_agree_with_mcmc():
     import nutpie
 
     from bayes_ablation.data.cut import cut_latent
-    from bayes_ablation.models.fast_reference import build_fast_reference
-    from bayes_ablation.monitoring.design import load_design
-    from bayes_ablation.monitoring.fast import FastModel, laplace, suff_stats
-    from bayes_ablation.monitoring.oc import event_calendar_times, simulate_latent
+    from bayes_ablation.endpoints.pfs.fast_reference import build_fast_reference
+    from bayes_ablation.spec.design import load_design
+    from bayes_ablation.workflows.monitoring.fast import FastModel, laplace, suff_stats
+    from bayes_ablation.workflows.monitoring.oc import event_calendar_times, simulate_latent
 
     design = load_design(MODELS / "interim_design.toml")
     fm = FastModel.from_design(design)

@@ -18,7 +18,7 @@ import pytest
 
 from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import CovariateSim, simulate_trial
-from bayes_ablation.spec import parse_spec
+from bayes_ablation.spec.plan import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,14 +90,15 @@ assert {f for c in CASES.values() for f in c.get("families", {}).values()} | {"n
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_kernel_equals_pymc_logp_and_gradient(weibull_spec, case):
-    from bayes_ablation import fastpath
-    from bayes_ablation import numba_kernels as nk
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.endpoints.pfs import fastpath as pfs_fastpath
+    from bayes_ablation.endpoints.pfs import numba_kernels as nk
+    from bayes_ablation.inference import kernels as fastpath
 
     spec, patients = make_case(weibull_spec.raw, **CASES[case])
     model = build_model(spec, patients)
-    plan = fastpath.weibull_plan(model, spec)
-    buf = fastpath.weibull_buffer(plan, model)
+    plan = pfs_fastpath.weibull_plan(model, spec)
+    buf = pfs_fastpath.weibull_buffer(plan, model)
     cfuncs = nk.weibull_cfuncs()
     logp = model.compile_logp(mode="FAST_COMPILE")
     dlogp = model.compile_dlogp(mode="FAST_COMPILE")
@@ -124,8 +125,8 @@ def test_kernel_equals_pymc_logp_and_gradient(weibull_spec, case):
 def test_kernel_rejects_a_model_it_does_not_know(weibull_spec):
     import pymc as pm
 
-    from bayes_ablation import fastpath
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.inference import kernels as fastpath
 
     spec, patients = make_case(weibull_spec.raw)
     model = build_model(spec, patients)
@@ -136,15 +137,16 @@ def test_kernel_rejects_a_model_it_does_not_know(weibull_spec):
 
 
 def test_kernel_check_catches_a_wrong_kernel(weibull_spec):
-    from bayes_ablation import fastpath
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.endpoints.pfs import fastpath as pfs_fastpath
+    from bayes_ablation.inference import kernels as fastpath
 
     spec, patients = make_case(weibull_spec.raw)
     model = build_model(spec, patients)
-    plan = fastpath.weibull_plan(model, spec)
+    plan = pfs_fastpath.weibull_plan(model, spec)
     plan.log_t_ref += 1e-6  # a kernel that is almost, but not exactly, the model
-    buf = fastpath.weibull_buffer(plan, model)
-    from bayes_ablation import numba_kernels as nk
+    buf = pfs_fastpath.weibull_buffer(plan, model)
+    from bayes_ablation.endpoints.pfs import numba_kernels as nk
 
     with pytest.raises(fastpath.KernelUnavailable, match="differs from PyMC"):
         fastpath.check_kernel(model, plan, buf, nk.weibull_cfuncs(),
@@ -153,8 +155,9 @@ def test_kernel_check_catches_a_wrong_kernel(weibull_spec):
 
 def test_sampler_falls_back_to_nutpie_compile_when_the_kernel_is_unavailable(
         weibull_spec, monkeypatch):
-    from bayes_ablation import fastpath, inference
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.inference import kernels as fastpath
+    from bayes_ablation.inference import sampling as inference
 
     spec, patients = make_case(weibull_spec.raw)
     model = build_model(spec, patients)
@@ -180,8 +183,8 @@ def test_kernel_posterior_agrees_with_pymc_nuts(weibull_spec):
     the traces have the same variables and dims."""
     import arviz as az
 
-    from bayes_ablation.inference import sample
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.inference.sampling import sample
 
     spec, patients = make_case(weibull_spec.raw, n=200, seed=8)
     settings = spec.with_sampler(chains=2, draws=400, tune=300).sampler
@@ -205,9 +208,9 @@ def test_kernel_posterior_agrees_with_pymc_nuts(weibull_spec):
 def draws_json(spec_path: str, data_path: str) -> str:
     """log HR draws of a small kernel fit (run here and in a subprocess)."""
     from bayes_ablation.data.schema import read_patients
-    from bayes_ablation.inference import sample
-    from bayes_ablation.models.build import build_model
-    from bayes_ablation.spec import load_spec
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.inference.sampling import sample
+    from bayes_ablation.spec.plan import load_spec
 
     spec = load_spec(spec_path).with_sampler(chains=2, draws=100, tune=100)
     patients = read_patients(data_path, spec)
@@ -236,8 +239,9 @@ def test_kernel_draws_are_identical_across_processes_and_hash_seeds():
 def test_checked_structure_reuse_reads_the_new_data(weibull_spec):
     """A second model of an already-checked structure skips the check but evaluates its own
     data (the kernel buffer is rebuilt from the model's ``pm.Data`` every time)."""
-    from bayes_ablation import fastpath
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.endpoints.pfs import fastpath as pfs_fastpath
+    from bayes_ablation.inference import kernels as fastpath
 
     spec, first = make_case(weibull_spec.raw, seed=21)
     _, second = make_case(weibull_spec.raw, seed=22)
@@ -245,7 +249,7 @@ def test_checked_structure_reuse_reads_the_new_data(weibull_spec):
     compiled_a, facts_a = fastpath.kernel_model(model_a, spec, cache_key="reuse-test")
     compiled_b, facts_b = fastpath.kernel_model(model_b, spec, cache_key="reuse-test")
     assert facts_b["kernel_check_seconds"] < facts_a["kernel_check_seconds"]
-    plan = fastpath.weibull_plan(model_b, spec)
+    plan = pfs_fastpath.weibull_plan(model_b, spec)
     position = fastpath.check_points(model_b, plan, n=1, seed=2)[0]
     cfuncs = (compiled_b.compiled_logp_func, compiled_b.compiled_expand_func)
     lp_a = fastpath.kernel_logp_grad(cfuncs, compiled_a.user_data, position)[0]

@@ -13,7 +13,7 @@ HEAVY = ("pymc", "pytensor", "arviz", "nutpie", "numba", "lifelines", "matplotli
 
 def test_help_imports_no_heavy_library():
     code = ("import sys, contextlib, io\n"
-            "from bayes_ablation.cli import main\n"
+            "from bayes_ablation.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    try:\n"
             "        main(['--help'])\n"

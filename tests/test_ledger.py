@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from bayes_ablation.monitoring.ledger import Ledger, LedgerConflict, LedgerError, LookEntry
+from bayes_ablation.workflows.monitoring.ledger import Ledger, LedgerConflict, LedgerError, LookEntry
 
 
 def entry(cut="2027-06-30", p=0.91, ppos=0.42, data="d" * 64, design="a" * 64, **extra):

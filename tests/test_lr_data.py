@@ -232,7 +232,7 @@ def test_lesions_never_scanned_are_kept_with_one_warning():
 
 
 def test_lr_spec_requires_its_priors_and_checks_the_reference_lesion():
-    from bayes_ablation.spec import load_spec, parse_spec
+    from bayes_ablation.spec.plan import load_spec, parse_spec
     from tests.conftest import MODELS
 
     spec = load_spec(MODELS / "local_recurrence_lesion.toml")

@@ -9,11 +9,11 @@ import pytest
 import xarray as xr
 from scipy import integrate, stats
 
-from bayes_ablation import estimands_lr as elr
 from bayes_ablation.data.simulate_lr import simulate_lr_trial
-from bayes_ablation.diagnostics import km_on_grid
-from bayes_ablation.diagnostics_lr import step_on_grid, turnbull
-from bayes_ablation.spec import load_spec
+from bayes_ablation.endpoints.local_recurrence import estimands as elr
+from bayes_ablation.spec.plan import load_spec
+from bayes_ablation.survival.ppc import km_on_grid
+from bayes_ablation.survival.turnbull import step_on_grid, turnbull
 from tests.conftest import MODELS
 
 ARMS = ["postoperative", "perioperative"]
@@ -188,7 +188,7 @@ def test_turnbull_recovers_an_interval_censored_distribution():
 
 def _plain_em_turnbull(lower, upper, grid):
     """Reference: unaccelerated self-consistency EM on the innermost intervals, run to 1e-13."""
-    from bayes_ablation.diagnostics_lr import innermost_intervals
+    from bayes_ablation.survival.turnbull import innermost_intervals
 
     left, right = innermost_intervals(lower, upper)
     a = ((lower[:, None] <= left[None, :]) & (right[None, :] <= upper[:, None])).astype(float)
@@ -213,7 +213,7 @@ def test_accelerated_turnbull_reaches_the_plain_em_npmle(seed):
 
 
 def test_innermost_intervals_follow_turnbulls_definition():
-    from bayes_ablation.diagnostics_lr import innermost_intervals
+    from bayes_ablation.survival.turnbull import innermost_intervals
 
     # (0,3] (2,6] (3,9] (6,inf]: endpoints 0L 2L 3U 3L 6U 6L 9U → (2,3], (3,6], (6,9], (6,inf)
     lower = np.array([0.0, 2.0, 3.0, 6.0])
@@ -234,7 +234,10 @@ def test_replicating_the_true_lr_times_through_the_scans_gives_back_the_data():
     """No jitter, no missed visits: the reconstructed schedules are the scans done, and the true
     latent LR times observed through them (up to each patient's true last scan) are the data."""
     from bayes_ablation.data.imaging import imaging_schedule
-    from bayes_ablation.diagnostics_lr import patient_scan_schedules, replicate_intervals
+    from bayes_ablation.endpoints.local_recurrence.checks import (
+        patient_scan_schedules,
+        replicate_intervals,
+    )
 
     sim = simulate_lr_trial(200, n_sites=4, seed=11, visit_jitter_sd=0.0, p_missed=0.0,
                             lr_cuminc_24_ref=0.3)
@@ -256,7 +259,7 @@ def test_replicated_intervals_bracket_the_latent_time_on_the_patients_scans():
     """Default simulator (jittered and missed visits): with the true LR times and last scans the
     replicate sees exactly the LRs the data saw; every interval brackets its latent time and
     its ends are scans of that patient done by the last scan; revealed scans are all kept."""
-    from bayes_ablation.diagnostics_lr import (
+    from bayes_ablation.endpoints.local_recurrence.checks import (
         patient_scan_schedules,
         replicate_intervals,
         scan_horizons,

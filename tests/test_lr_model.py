@@ -11,9 +11,9 @@ import pytest
 
 from bayes_ablation.data.lesions import lr_data_from_frames
 from bayes_ablation.data.simulate_lr import simulate_lr_trial
-from bayes_ablation.models.local_recurrence import log_interval_prob, safe_upper
-from bayes_ablation.models.pfs import weibull_logp
-from bayes_ablation.spec import load_spec
+from bayes_ablation.endpoints.local_recurrence.model import log_interval_prob, safe_upper
+from bayes_ablation.endpoints.pfs.model import weibull_logp
+from bayes_ablation.spec.plan import load_spec
 from tests.conftest import MODELS
 
 SIM = {"n_patients": 300, "n_sites": 6, "seed": 3, "lr_cuminc_24_ref": 0.12}
@@ -99,7 +99,7 @@ def lr_sim():
 
 @pytest.fixture(scope="session")
 def lr_fit(lr_spec, lr_sim):
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     lesions = lr_data_from_frames(lr_sim.patients, lr_sim.lesions,
                                   reference_arm=lr_spec.reference_arm,
@@ -139,7 +139,7 @@ def test_fit_estimands_and_checks_are_consistent(lr_fit, lr_sim):
     assert "cif_lr_difference[perioperative, standardised, average_site, t=24]" in labels
     assert "cif_lr[postoperative, reference, typical_patient, t=12]" in labels
     assert 0 <= result.probabilities["P(HR<1) [perioperative]"] <= 1
-    summary = result.summary()
+    summary = result.to_dict()
     counts = summary["posterior_predictive_lr"]["lr_count_arm"]
     assert set(counts) == {"postoperative", "perioperative"}
     for arm, c in counts.items():
@@ -154,10 +154,10 @@ def test_cumulative_incidence_check_passes_when_the_model_is_right_and_fails_whe
     the same lesions with 3x the LR hazard (same seed: same patients, lesions, scans) do not.
     The replicated band also carries sampling noise: the median width of the band at 12-24
     months is > 0.02 (a posterior band of the fitted curve alone would be narrower)."""
-    from bayes_ablation.diagnostics_lr import lr_ppc
+    from bayes_ablation.endpoints.local_recurrence.checks import lr_ppc
 
     result, lesions = lr_fit
-    check = result.extras["lr_checks"]["lr_cumulative_incidence"]
+    check = result.checks["lr_cumulative_incidence"]
     assert check.attrs["replicates"] == 200
     assert (check["inside"] >= 0.9).all(), check["inside"].values
     t = check["time"].values
@@ -176,8 +176,8 @@ def test_cumulative_incidence_check_passes_when_the_model_is_right_and_fails_whe
 
 
 def test_pointwise_log_likelihood_supports_loo(lr_fit, lr_spec):
-    from bayes_ablation.diagnostics_lr import lr_loo
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.endpoints.local_recurrence.checks import lr_loo
 
     result, lesions = lr_fit
     loo, n_constant = lr_loo(result.idata, build_model(lr_spec, lesions))
@@ -190,8 +190,8 @@ def test_pointwise_log_likelihood_supports_loo(lr_fit, lr_spec):
 def test_cli_fits_lr_bundle(lr_fit, lr_sim, tmp_path, capsys):
     """The CLI on the recovery data with the arms swapped and patients and sites relabelled:
     same model structure, so the compiled model is reused with the new data swapped in."""
-    from bayes_ablation.bundle import open_posterior, read_summary
-    from bayes_ablation.cli import main
+    from bayes_ablation.cli.main import main
+    from bayes_ablation.results.bundle import open_posterior, read_summary
 
     patients, lesions = lr_sim.patients.copy(), lr_sim.lesions.copy()
     patients["arm"] = patients["arm"].map({"postoperative": "perioperative",
@@ -246,8 +246,8 @@ def test_narrow_interval_fit_matches_the_right_censored_weibull_fit():
     model (``models/pfs.py``) fitted to the exact times under the same priors."""
     import pandas as pd
 
-    from bayes_ablation.analysis import fit
     from bayes_ablation.data.schema import patients_from_frame
+    from bayes_ablation.workflows.fit import fit
 
     sim = simulate_lr_trial(300, n_sites=6, seed=4, p_single_lesion=1.0, sigma_patient=0.0,
                             beta_size_per_cm=0.0, beta_margin_lt_5mm=0.0, beta_rfa=0.0,

@@ -9,17 +9,17 @@ import pytensor.tensor as pt
 import pytest
 import xarray as xr
 
-from bayes_ablation import estimands_lr as elr
 from bayes_ablation.data.lesions import lr_data_from_frames
 from bayes_ablation.data.simulate_lr import simulate_lr_trial
-from bayes_ablation.models.local_recurrence import (
+from bayes_ablation.endpoints.local_recurrence import estimands as elr
+from bayes_ablation.endpoints.local_recurrence.model import (
     _pwe_logp,
     _pwe_random_factory,
     log_interval_prob,
     safe_upper,
 )
-from bayes_ablation.models.piecewise import exposure, interval_labels, invert_cumhaz
-from bayes_ablation.spec import load_spec
+from bayes_ablation.spec.plan import load_spec
+from bayes_ablation.survival.piecewise import exposure, interval_labels, invert_cumhaz
 from tests.conftest import MODELS
 
 CUTS = (3.0, 6.0, 12.0, 24.0)
@@ -88,7 +88,7 @@ def test_pwe_estimands_with_equal_rates_match_the_exponential_model(pwe_spec):
 
 
 def test_pwe_model_builds_with_finite_logp_and_predictive_draws(pwe_spec):
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
 
     sim = simulate_lr_trial(40, n_sites=2, seed=2)
     lesions = lr_data_from_frames(sim.patients, sim.lesions, reference_arm="postoperative",
@@ -108,7 +108,7 @@ def test_pwe_model_builds_with_finite_logp_and_predictive_draws(pwe_spec):
 
 @pytest.mark.slow
 def test_pwe_fit_recovers_lr_hazard_ratio_and_lesion_effects(pwe_spec):
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     sim = simulate_lr_trial(300, n_sites=6, seed=3, lr_cuminc_24_ref=0.12)
     lesions = lr_data_from_frames(sim.patients, sim.lesions, reference_arm="postoperative",
@@ -123,4 +123,4 @@ def test_pwe_fit_recovers_lr_hazard_ratio_and_lesion_effects(pwe_spec):
     for name, (da, true) in checks.items():
         lo, hi = np.quantile(da.values.ravel(), [0.025, 0.975])
         assert lo < true < hi, name
-    assert "lr_cumulative_incidence" in result.summary()["posterior_predictive_lr"]
+    assert "lr_cumulative_incidence" in result.to_dict()["posterior_predictive_lr"]

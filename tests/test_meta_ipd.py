@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_ablation.analysis import fit_meta
 from bayes_ablation.data.simulate import simulate_trial
 from bayes_ablation.data.studies import studies_from_frame
-from bayes_ablation.meta.estimands import compare_with_exact
-from bayes_ablation.meta.two_stage import ipd_log_hr
-from bayes_ablation.spec import parse_spec
+from bayes_ablation.endpoints.meta.estimands import compare_with_exact
+from bayes_ablation.endpoints.meta.two_stage import ipd_log_hr
+from bayes_ablation.spec.plan import parse_spec
+from bayes_ablation.workflows.meta import fit_meta
 from tests.conftest import MODELS
 
 TRUE_LOG_HR = -0.3
 
 
-def _table(folder, ipd_frames: dict[str, pd.DataFrame]):
+def html_table(folder, ipd_frames: dict[str, pd.DataFrame]):
     rows = [{"study": "A", "log_hr": -0.1, "se": 0.15}, {"study": "B", "log_hr": -0.5, "se": 0.2},
             {"study": "C", "log_hr": -0.2, "se": 0.25}]
     for name, frame in ipd_frames.items():
@@ -45,7 +45,7 @@ def _spec(site_intercepts: bool, **sampler):
 def large_trial(tmp_path_factory):
     sim = simulate_trial(1000, 1, TRUE_LOG_HR, seed=11, sigma_site=0.0,
                          arms=("control", "ablation"))
-    return _table(tmp_path_factory.mktemp("ipd"), {"IPD": sim.frame})
+    return html_table(tmp_path_factory.mktemp("ipd"), {"IPD": sim.frame})
 
 
 def test_stage1_estimates_recover_the_simulated_effect(large_trial):
@@ -58,11 +58,11 @@ def test_stage1_estimates_recover_the_simulated_effect(large_trial):
 
 
 def test_model_has_one_effect_per_study_and_trial_specific_baselines(tmp_path):
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
 
     sims = {name: simulate_trial(60, 2, -0.2, seed=s, arms=("control", "ablation")).frame
             for name, s in (("T1", 1), ("T2", 2))}
-    studies = _table(tmp_path, sims)
+    studies = html_table(tmp_path, sims)
     model = build_model(_spec(True), studies)
     assert list(model.coords["study"]) == ["A", "B", "C", "T1", "T2"]
     assert list(model.coords["ipd_study"]) == ["T1", "T2"]
@@ -84,7 +84,7 @@ def one_stage(large_trial):
 def test_one_stage_matches_two_stage_for_a_large_ipd_trial(one_stage):
     r = one_stage
     assert r.diagnostics.passed, r.diagnostics.failures
-    two_stage = r.extras["meta"]["exact_table"]     # stage-1 MLE pooled exactly
+    two_stage = r.details["meta"]["exact_table"]     # stage-1 MLE pooled exactly
     checks = [("mu", "mean"), ("mu", "sd"), ("mu", "q2.5"), ("mu", "q97.5"),
               ("tau", "median"), ("theta_new", "mean"), ("theta[IPD]", "mean"),
               ("theta[IPD]", "sd")]

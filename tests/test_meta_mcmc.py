@@ -11,10 +11,10 @@ import tomllib
 import numpy as np
 import pytest
 
-from bayes_ablation.analysis import fit_meta
 from bayes_ablation.data.studies import read_studies, studies_from_arrays
-from bayes_ablation.meta.estimands import compare_with_exact
-from bayes_ablation.spec import parse_spec
+from bayes_ablation.endpoints.meta.estimands import compare_with_exact
+from bayes_ablation.spec.plan import parse_spec
+from bayes_ablation.workflows.meta import fit_meta
 from tests.conftest import MODELS, ROOT
 
 ACCEPTANCE = [("mu", "mean"), ("mu", "sd"), ("mu", "q2.5"), ("mu", "q97.5"), ("tau", "median")]
@@ -57,13 +57,13 @@ def fits():
 def test_mcmc_agrees_with_the_exact_posterior_within_3_mcse(fits, case):
     result = fits[case]
     assert result.diagnostics.passed, result.diagnostics.failures
-    comparison = compare_with_exact(result.idata, result.extras["meta"]["exact_table"],
+    comparison = compare_with_exact(result.idata, result.details["meta"]["exact_table"],
                                     ACCEPTANCE).set_index(["quantity", "statistic"])
     assert len(comparison) == len(ACCEPTANCE)
     bad = comparison[comparison["gap_in_mcse"] > 3]
     assert bad.empty, f"{case}: MCMC and exact posterior disagree:\n{bad}"
     # the report's own check is the same comparison (plus θ_new)
-    assert result.extras["meta"]["comparison"]["gap_in_mcse"].notna().all()
+    assert result.details["meta"]["comparison"]["gap_in_mcse"].notna().all()
 
 
 def test_marginal_parameterisation_samples_the_hard_case_cleanly():
@@ -76,7 +76,7 @@ def test_marginal_parameterisation_samples_the_hard_case_cleanly():
     assert result.diagnostics.passed, result.diagnostics.failures
     checks = [*ACCEPTANCE, ("theta[EORTC40004_CLOCC]", "mean"),
               ("theta[EORTC40004_CLOCC]", "sd")]
-    comparison = compare_with_exact(result.idata, result.extras["meta"]["exact_table"], checks)
+    comparison = compare_with_exact(result.idata, result.details["meta"]["exact_table"], checks)
     assert len(comparison) == len(checks)
     assert (comparison["gap_in_mcse"] <= 3).all(), comparison
 
@@ -129,7 +129,7 @@ def test_every_tau_prior_family_agrees_with_the_exact_posterior(prior, data):
     result = fit_meta(_spec(SLOW_PRIORS[prior]), studies_from_arrays(*SLOW_DATA[data]),
                       method="mcmc", cache_key="test_meta_mcmc_slow")
     assert result.diagnostics.passed, result.diagnostics.failures
-    comparison = compare_with_exact(result.idata, result.extras["meta"]["exact_table"],
+    comparison = compare_with_exact(result.idata, result.details["meta"]["exact_table"],
                                     ACCEPTANCE)
     bad = comparison[comparison["gap_in_mcse"] > 3]
     assert bad.empty, f"{prior}/{data}:\n{bad}"

@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayes_ablation.meta.quadrature import ExactPosterior, QuadratureUnsupported, tau_log_prior
-from bayes_ablation.meta.sensitivity import default_tau_panel, sensitivity_posteriors, sensitivity_table
-from bayes_ablation.spec import PriorSpec
+from bayes_ablation.endpoints.meta.quadrature import ExactPosterior, QuadratureUnsupported, tau_log_prior
+from bayes_ablation.endpoints.meta.sensitivity import (
+    default_tau_panel,
+    sensitivity_posteriors,
+    sensitivity_table,
+)
+from bayes_ablation.spec.plan import PriorSpec
 
 MU = PriorSpec("normal", {"mu": 0.0, "sigma": 1.0}, "")
 CRLM = (np.log([0.79, 0.63]), np.array([0.12324, 0.20822]))
@@ -93,7 +97,7 @@ def test_tau_prior_densities_are_normalised_and_match_scipy(family):
 def test_tau_prior_densities_match_the_pymc_priors_used_by_mcmc():
     import pymc as pm
 
-    from bayes_ablation.models.priors import prior
+    from bayes_ablation.endpoints.priors import prior
 
     t = np.array([0.05, 0.3, 1.2])
     for family, spec in TAU_PRIORS.items():

@@ -5,10 +5,11 @@ import tomllib
 import pandas as pd
 import pytest
 
-from bayes_ablation.bundle import read_summary, verify
-from bayes_ablation.cli import main
+from bayes_ablation.cli.main import main
+from bayes_ablation.core.files import verify
 from bayes_ablation.errors import SpecError
-from bayes_ablation.spec import load_spec, parse_spec
+from bayes_ablation.results.bundle import read_summary
+from bayes_ablation.spec.plan import load_spec, parse_spec
 from tests.conftest import MODELS, ROOT
 
 EXAMPLE = ROOT / "examples" / "meta" / "crlm_pfs_hr.csv"

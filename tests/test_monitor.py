@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from bayes_ablation.cli import main
+from bayes_ablation.cli.main import main
 from bayes_ablation.data.simulate_dated import simulate_dated_trial
 from tests.conftest import MODELS
 
@@ -69,9 +69,9 @@ def test_monitor_looks_reruns_and_refusals(setup, capsys):
 
 
 def test_report_shows_the_trajectory_over_all_looks(tmp_path):
-    from bayes_ablation.monitoring.design import load_design
-    from bayes_ablation.monitoring.ledger import Ledger, LookEntry
-    from bayes_ablation.monitoring.report import write_monitor_report
+    from bayes_ablation.spec.design import load_design
+    from bayes_ablation.workflows.monitoring.ledger import Ledger, LookEntry
+    from bayes_ablation.workflows.monitoring.report import write_monitor_report
 
     design = load_design(MODELS / "interim_design.toml")
     with Ledger.open(tmp_path / "t.db") as ledger:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayes_ablation.monitoring.design import parse_design
-from bayes_ablation.monitoring.oc import run_oc
+from bayes_ablation.spec.design import parse_design
+from bayes_ablation.workflows.monitoring.oc import run_oc
 from tests.conftest import MODELS
 
 RAW = tomllib.loads((MODELS / "interim_design.toml").read_text())
@@ -82,7 +82,7 @@ def test_dask_cluster_gives_the_same_characteristics(small_design, dask_schedule
 
 
 def test_oc_cli_writes_a_report(tmp_path):
-    from bayes_ablation.cli import main
+    from bayes_ablation.cli.main import main
 
     design = tmp_path / "design.toml"
     text = (MODELS / "interim_design.toml").read_text()

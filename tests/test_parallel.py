@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from bayes_ablation.parallel import (
+from bayes_ablation.core.parallel import (
     CheckpointError,
     TaskError,
     load_checkpoints,

@@ -7,10 +7,10 @@ import pytest
 from scipy import special, stats
 
 from bayes_ablation.data.cut import cut_latent
-from bayes_ablation.monitoring.design import Rule
-from bayes_ablation.monitoring.fast import FastModel, laplace, suff_stats
-from bayes_ablation.monitoring.oc import event_calendar_times, simulate_latent
-from bayes_ablation.monitoring.ppos import (
+from bayes_ablation.spec.design import Rule
+from bayes_ablation.workflows.monitoring.fast import FastModel, laplace, suff_stats
+from bayes_ablation.workflows.monitoring.oc import event_calendar_times, simulate_latent
+from bayes_ablation.workflows.monitoring.ppos import (
     HazardDraws,
     Plan,
     TrialState,
@@ -137,7 +137,7 @@ def _fake_fit(variables, constant=None):
 def test_draws_from_weibull_and_pwe_posteriors():
     from types import SimpleNamespace
 
-    from bayes_ablation.monitoring.ppos import draws_from_posterior
+    from bayes_ablation.workflows.monitoring.ppos import draws_from_posterior
 
     u = np.array([[[0.1, -0.2], [0.3, 0.0], [0.2, 0.1], [-0.1, 0.4]]])
     common = {"log_hr": (("chain", "draw", "treatment"), [[[-0.1], [-0.2], [-0.3], [-0.4]]]),

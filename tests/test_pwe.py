@@ -17,7 +17,7 @@ import xarray as xr
 from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import simulate_trial
 from bayes_ablation.errors import SpecError
-from bayes_ablation.spec import parse_spec
+from bayes_ablation.spec.plan import parse_spec
 from tests.conftest import MODELS
 
 CUTS8 = [3.0, 6.0, 9.0, 12.0, 18.0, 24.0, 36.0]          # 8 intervals
@@ -57,7 +57,7 @@ def _interval(result, name, **sel):
 @pytest.fixture(scope="session")
 def piecewise_fit():
     """PH data with a piecewise-constant baseline; the model's cuts contain the true ones."""
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     sim = simulate_trial(900, 8, -0.4, seed=21, baseline_cuts_months=[6.0, 12.0, 24.0],
                          baseline_hazards=[0.05, 0.03, 0.045, 0.025], sigma_site=0.25)
@@ -67,7 +67,7 @@ def piecewise_fit():
 @pytest.fixture(scope="session")
 def weibull_data_fits(fit600, trial600):
     """The shared Weibull fit of Weibull data (conftest) and the PWE fit of the same data."""
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     patients = trial600[1]
     return fit600, fit(pwe_spec(count=8), patients, run_ppc=False), patients
@@ -76,7 +76,7 @@ def weibull_data_fits(fit600, trial600):
 @pytest.fixture(scope="session")
 def early_effect_fits():
     """Treatment halves-plus the hazard for 9 months, then no effect."""
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     sim = simulate_trial(1200, 8, [-0.9, 0.0], seed=8, hr_cuts_months=[9.0],
                          weibull_shape=1.0, median_ref_months=15.0)
@@ -122,7 +122,7 @@ def test_time_varying_model_finds_early_only_effect(early_effect_fits):
 
 
 def test_loo_prefers_the_time_varying_model(early_effect_fits):
-    from bayes_ablation.comparison import compare_fits
+    from bayes_ablation.inference.comparison import compare_fits
 
     tv, ph = early_effect_fits
     comparison = compare_fits({"time_varying": tv.idata, "proportional": ph.idata})
@@ -146,7 +146,7 @@ def test_cell_loglik_is_the_sum_of_patient_logliks(early_effect_fits):
 def test_weibull_pointwise_loglik_matches_pymc(weibull_data_fits, small_weibull_spec):
     import pymc as pm
 
-    from bayes_ablation.models.build import build_model
+    from bayes_ablation.endpoints.build import build_model
 
     weibull, _, patients = weibull_data_fits
     idata = weibull.idata
@@ -162,7 +162,7 @@ def test_weibull_pointwise_loglik_matches_pymc(weibull_data_fits, small_weibull_
 def test_cached_compiled_model_fits_the_new_data_with_its_labels(piecewise_fit):
     """Quantile cut points and arm names differ between data sets; the compiled model of the
     same structure is reused and the posterior carries the new data's labels."""
-    from bayes_ablation.analysis import fit
+    from bayes_ablation.workflows.fit import fit
 
     spec = pwe_spec(count=8).updated(analysis={"reference_arm": "control"})
     means = []
@@ -182,8 +182,8 @@ def test_cached_compiled_model_fits_the_new_data_with_its_labels(piecewise_fit):
 # ----------------------------------------------------------------------- bundles and CLI
 
 def test_bundles_report_and_cli_compare(weibull_data_fits, piecewise_fit, tmp_path, capsys):
-    from bayes_ablation.cli import main
-    from bayes_ablation.comparison import ComparisonError, compare_fits
+    from bayes_ablation.cli.main import main
+    from bayes_ablation.inference.comparison import ComparisonError, compare_fits
 
     weibull, pwe, _ = weibull_data_fits
     weibull.save(tmp_path / "weibull")
@@ -219,7 +219,7 @@ def _fake_posterior(rng, cuts, time_varying):
 def test_pwe_cumulative_hazard_matches_quadrature(time_varying):
     from scipy.integrate import quad
 
-    from bayes_ablation.estimands import pwe_log_cumhaz, pwe_log_rate
+    from bayes_ablation.endpoints.pfs.estimands import pwe_log_cumhaz, pwe_log_rate
 
     cuts = [2.0, 5.0, 11.0]
     post = _fake_posterior(np.random.default_rng(1), cuts, time_varying)
@@ -237,8 +237,9 @@ def test_pwe_cumulative_hazard_matches_quadrature(time_varying):
 
 
 def test_pwe_simulator_reproduces_model_survival():
-    from bayes_ablation.estimands import pwe_log_cumhaz
-    from bayes_ablation.predictive import pwe_event_times, thin
+    from bayes_ablation.endpoints.pfs.estimands import pwe_log_cumhaz
+    from bayes_ablation.endpoints.pfs.predictive import pwe_event_times
+    from bayes_ablation.survival.predictive import thin
 
     cuts = [2.0, 5.0, 11.0]
     post = _fake_posterior(np.random.default_rng(2), cuts, True).isel(draw=[0])
@@ -307,7 +308,7 @@ def test_anchored_levels_keep_the_prior_and_likelihood_exactly():
     import pymc as pm
 
     from bayes_ablation.data.aggregate import aggregate
-    from bayes_ablation.models.pfs import build_pwe_model, pwe_centring
+    from bayes_ablation.endpoints.pfs.model import build_pwe_model, pwe_centring
 
     # a high hazard: almost every event in the first intervals (the case the anchors are for)
     sim = simulate_trial(300, 4, [0.3, 0.1, -0.2, 0.0, 0.0, 0.0, 0.0, 0.0], seed=5,

@@ -4,7 +4,7 @@ import tomllib
 import pytest
 
 from bayes_ablation.errors import SpecError
-from bayes_ablation.spec import load_spec, parse_spec
+from bayes_ablation.spec.plan import load_spec, parse_spec
 from tests.conftest import MODELS
 
 

@@ -10,19 +10,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bayes_ablation.validation import uniformity as uni
-from bayes_ablation.validation.coverage import (
-    coverage_table,
-    estimates_table,
-    parse_truth,
-)
-from bayes_ablation.validation.runner import (
+from bayes_ablation.inference import uniformity as uni
+from bayes_ablation.workflows.validation.coverage import coverage_table, estimates_table, parse_truth
+from bayes_ablation.workflows.validation.runner import (
     SimulationTask,
     make_tasks,
     run_study,
     summarise_draws,
 )
-from bayes_ablation.validation.sbc import summarise_sbc
+from bayes_ablation.workflows.validation.sbc import summarise_sbc
 
 # ----------------------------------------------------------------------------------------
 # an exactly solvable model: θ ~ N(0, 1), y_1..n | θ ~ N(θ, 1)  ⇒  θ | y ~ N(Σy/(n+1), 1/(n+1))
@@ -138,9 +134,9 @@ def test_ecdf_test_has_its_nominal_size_and_matches_arviz_band():
 def test_prior_draws_match_pymc_for_every_family():
     import pymc as pm
 
-    from bayes_ablation.models.priors import prior
-    from bayes_ablation.spec import PRIOR_FAMILIES, PriorSpec
-    from bayes_ablation.validation.priors import draw_prior
+    from bayes_ablation.endpoints.prior_draws import draw_prior
+    from bayes_ablation.endpoints.priors import prior
+    from bayes_ablation.spec.plan import PRIOR_FAMILIES, PriorSpec
 
     params = {"mu": 0.3, "sigma": 0.7, "nu": 4.0, "beta": 0.5, "lam": 2.0, "alpha": 3.0,
               "lower": -1.0, "upper": 2.0}
@@ -162,7 +158,7 @@ def test_prior_draws_match_pymc_for_every_family():
 def test_coverage_bias_rmse_and_their_mcse():
     import pandas as pd
 
-    from bayes_ablation.validation.runner import QUANTILE_PROBS
+    from bayes_ablation.workflows.validation.runner import QUANTILE_PROBS
 
     truth = np.array([0.0, 0.0, 0.0, 0.0])
     mean = np.array([0.1, -0.3, 0.2, 0.4])
@@ -203,7 +199,7 @@ def test_fixed_truth_coverage_agrees_with_the_exact_frequentist_coverage():
 
 
 def test_truth_parsing_reports_every_problem(weibull_spec):
-    from bayes_ablation.validation.adapters import ValidationSetupError
+    from bayes_ablation.endpoints.sbc import ValidationSetupError
 
     need = ["log_hr", "log_cumhaz_ref", "weibull_shape", "sigma_site"]
     ok = parse_truth(["log_hr=-0.25", "log_cumhaz_ref=-0.7", "weibull_shape=1.2",
@@ -222,7 +218,7 @@ def test_truth_parsing_reports_every_problem(weibull_spec):
 # --------------------------------------------------------------------------------- resume
 
 def test_interrupted_study_resumes_with_the_same_results(tmp_path, weibull_spec):
-    from bayes_ablation.parallel import CheckpointError
+    from bayes_ablation.core.parallel import CheckpointError
 
     tasks = make_tasks(weibull_spec, "sbc", 30, design={"n": 1}, rank_draws=99)
     full = run_study(tasks, workers=1, progress=False, simulate=conjugate_task)
@@ -259,9 +255,9 @@ def test_task_seeds_depend_on_study_and_index_only(weibull_spec):
 # --------------------------------------------------------------------- command, end to end
 
 def test_validate_sbc_command_writes_a_bundle_and_resumes(tmp_path, weibull_spec):
-    from bayes_ablation.bundle import read_summary
-    from bayes_ablation.cli import main
-    from bayes_ablation.validation.runner import load_study
+    from bayes_ablation.cli.main import main
+    from bayes_ablation.results.bundle import read_summary
+    from bayes_ablation.workflows.validation.runner import load_study
 
     out, ckpt = tmp_path / "sbc", tmp_path / "ckpt"
     argv = ["validate", "sbc", "--spec", weibull_spec.source_path, "--n-sims", "3",
@@ -296,7 +292,7 @@ def test_validate_sbc_command_writes_a_bundle_and_resumes(tmp_path, weibull_spec
 
 
 def test_validate_coverage_rejects_bad_truth_before_fitting(tmp_path, weibull_spec, capsys):
-    from bayes_ablation.cli import main
+    from bayes_ablation.cli.main import main
 
     code = main(["validate", "coverage", "--spec", weibull_spec.source_path, "--n-sims", "2",
                  "--out", str(tmp_path / "cov"), "--truth", "log_hr=-0.25", "--quiet"])
@@ -324,9 +320,9 @@ def test_committed_sbc_results_are_intact_and_reproduce_their_verdict(bundle):
     """The committed bundle is unmodified (manifest hashes), ran the full 200 simulations of the
     spec it names as that spec is shipped now, and re-summarising its records gives the
     recorded tests and verdict."""
-    from bayes_ablation.bundle import read_summary
-    from bayes_ablation.spec import load_spec
-    from bayes_ablation.validation.runner import load_study
+    from bayes_ablation.results.bundle import read_summary
+    from bayes_ablation.spec.plan import load_spec
+    from bayes_ablation.workflows.validation.runner import load_study
 
     from .conftest import MODELS
 
@@ -351,7 +347,7 @@ def test_committed_sbc_results_are_intact_and_reproduce_their_verdict(bundle):
 def test_small_sbc_of_the_weibull_model_is_calibrated(weibull_spec):
     """20 simulations at the command's default settings (the spec's 4 chains × 1000 draws,
     L = 99, the default design): no fit fails and no uniformity test rejects at p < 0.001."""
-    from bayes_ablation.validation.runner import run_validation
+    from bayes_ablation.workflows.validation.runner import run_validation
 
     study = run_validation(weibull_spec, "sbc", 20, workers=1, progress=False)
     summary = summarise_sbc(study.records, study.key_parameters, study.rank_draws)
@@ -367,7 +363,7 @@ def test_small_sbc_of_the_weibull_model_is_calibrated(weibull_spec):
 
 def _analysis_specs():
     from bayes_ablation.errors import SpecError
-    from bayes_ablation.spec import load_spec
+    from bayes_ablation.spec.plan import load_spec
 
     from .conftest import MODELS
 
@@ -386,8 +382,8 @@ def test_every_shipped_model_has_an_adapter_that_matches_its_model():
     prior draws (so a renamed variable or coordinate fails here, not in a long SBC run)."""
     import pymc as pm
 
-    from bayes_ablation.validation.adapters import get_adapter
-    from bayes_ablation.validation.runner import compiled_model_key
+    from bayes_ablation.endpoints.sbc import get_adapter
+    from bayes_ablation.workflows.validation.runner import compiled_model_key
 
     specs = _analysis_specs()
     assert {s.model for s in specs} >= {"weibull", "piecewise_exponential", "lr_weibull",

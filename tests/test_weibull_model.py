@@ -4,12 +4,12 @@ a frequentist fit, the convergence gate and reproducibility."""
 import numpy as np
 import pytest
 
-from bayes_ablation.analysis import fit
 from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import CovariateSim, simulate_trial
-from bayes_ablation.inference import sample
-from bayes_ablation.models.build import build_model
-from bayes_ablation.models.pfs import build_weibull_censored_reference
+from bayes_ablation.endpoints.build import build_model
+from bayes_ablation.endpoints.pfs.model import build_weibull_censored_reference
+from bayes_ablation.inference.sampling import sample
+from bayes_ablation.workflows.fit import fit
 
 
 @pytest.mark.parametrize("variant", ["intercepts", "slopes_covariates"])
@@ -72,7 +72,7 @@ def test_recovers_truth_on_600_patient_trial(fit600, trial600):
 
 
 def test_estimands_in_summary_have_required_statistics(fit600):
-    summary = fit600.summary()
+    summary = fit600.to_dict()
     hr = summary["estimands"]["hr[perioperative]"]
     assert {"mean", "sd", "median", "q2.5", "q97.5"} <= set(hr)
     assert hr["q2.5"] < hr["median"] < hr["q97.5"]
@@ -93,10 +93,10 @@ def test_estimands_in_summary_have_required_statistics(fit600):
 
 
 def test_ppc_band_covers_observed_km_when_model_is_right(fit600):
-    arm = fit600.ppc["arm"]
+    arm = fit600.checks["arm"]
     assert (arm["coverage"].values >= 0.9).all(), arm["coverage"].values
     assert ((arm["events_p_value"].values > 0.01) & (arm["events_p_value"].values < 0.99)).all()
-    assert fit600.ppc["site_arm"].sizes["group"] == 16
+    assert fit600.checks["site_arm"].sizes["group"] == 16
 
 
 def test_ppc_detects_a_misspecified_hazard(small_weibull_spec):
@@ -112,7 +112,7 @@ def test_ppc_detects_a_misspecified_hazard(small_weibull_spec):
     frame["event"] = (t < 30.0).astype(int)
     patients = patients_from_frame(frame, reference_arm="postoperative")
     result = fit(small_weibull_spec, patients, ppc_draws=60)
-    assert (result.ppc["arm"]["coverage"].values < 0.6).all(), result.ppc["arm"]["coverage"].values
+    assert (result.checks["arm"]["coverage"].values < 0.6).all(), result.checks["arm"]["coverage"].values
 
 
 def test_agrees_with_lifelines_weibull_mle_under_flat_priors(weibull_spec):

@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from bayes_ablation.validation.runner import load_study
+from bayes_ablation.workflows.validation.runner import load_study
 
 
 def conditional_coverage(bundle: str, parameter: str, bins: list[float]) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Re-fit simulation i of a spec's SBC study and show where its sampler warnings sit.
 
-Simulation i is re-created exactly as :func:`bayes_ablation.validation.runner.run_simulation`
+Simulation i is re-created exactly as :func:`bayes_ablation.workflows.validation.runner.run_simulation`
 does (``SeedSequence(spec seed, spawn_key=("sbc", i))`` draws the parameters, the data set and
 the sampler seed), then fitted with the spec's settings or with sampler overrides. Prints the
 divergences, the largest R-hat over *all* posterior variables (and which), the bulk ESS of the
@@ -24,11 +24,11 @@ os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'py
 
 import arviz as az  # noqa: E402
 
-from bayes_ablation.inference import sample  # noqa: E402
-from bayes_ablation.parallel import rng_for  # noqa: E402
-from bayes_ablation.spec import load_spec  # noqa: E402
-from bayes_ablation.validation.adapters import get_adapter  # noqa: E402
-from bayes_ablation.validation.runner import compiled_model_key  # noqa: E402
+from bayes_ablation.core.parallel import rng_for  # noqa: E402
+from bayes_ablation.endpoints.sbc import get_adapter  # noqa: E402
+from bayes_ablation.inference.sampling import sample  # noqa: E402
+from bayes_ablation.spec.plan import load_spec  # noqa: E402
+from bayes_ablation.workflows.validation.runner import compiled_model_key  # noqa: E402
 
 SDS = ("sigma_log_hazard_rw", "sigma_log_hr_rw", "sigma_site", "sigma_patient")
 

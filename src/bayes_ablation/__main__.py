@@ -1,5 +1,5 @@
 import sys
 
-from bayes_ablation.cli import main
+from bayes_ablation.cli.main import main
 
 sys.exit(main())

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_ablation.data.io import file_sha256, frame_sha256, read_raw_table
-from bayes_ablation.data.schema import PatientTable, _as_text, _is_blank, validate_patients
+from bayes_ablation.data.schema import PatientTable, as_text, is_blank, validate_patients
 from bayes_ablation.errors import DataValidationError, Problem
 
 DAYS_PER_MONTH = 30.4375
@@ -59,7 +59,7 @@ _BAD = object()
 
 def _date_or_none(value: object) -> dt.date | object | None:
     """date, None (blank) or _BAD (unparsable)."""
-    if _is_blank(value) or value is pd.NaT:
+    if is_blank(value) or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp | dt.datetime):
         ts = pd.Timestamp(value)
@@ -157,9 +157,9 @@ def validate_dated(raw: pd.DataFrame, source: str, *, covariates: Sequence[str] 
 
     n = len(raw)
     rows = np.arange(1, n + 1)
-    ids = _as_text(raw, "patient_id")
+    ids = as_text(raw, "patient_id")
     for col in ("patient_id", "site", "arm"):
-        values = _as_text(raw, col)
+        values = as_text(raw, col)
         for r in rows[(values == "").to_numpy()]:
             add(int(r), col, raw[col].iloc[r - 1], "a non-empty label")
     first_row: dict[str, int] = {}
@@ -185,7 +185,7 @@ def validate_dated(raw: pd.DataFrame, source: str, *, covariates: Sequence[str] 
     withdrawn = np.zeros(n, dtype=bool)
     if "withdrawn" in raw.columns:
         for i, value in enumerate(raw["withdrawn"]):
-            text = "" if _is_blank(value) else str(value).strip()
+            text = "" if is_blank(value) else str(value).strip()
             if text in ("", "0", "0.0", "False", "false"):
                 continue
             if text in ("1", "1.0", "True", "true"):
@@ -216,15 +216,15 @@ def validate_dated(raw: pd.DataFrame, source: str, *, covariates: Sequence[str] 
                 "follow-up is the last contact, so a later progression cannot be known")
 
     for cov in covariates:
-        for r in rows[raw[cov].map(_is_blank).to_numpy()]:
+        for r in rows[raw[cov].map(is_blank).to_numpy()]:
             add(int(r), cov, raw[cov].iloc[r - 1], "a value (covariates may not be missing)")
 
     if problems:
         raise DataValidationError(problems)
     frame = pd.DataFrame({
         "patient_id": ids.to_numpy(),
-        "site": _as_text(raw, "site").to_numpy(),
-        "arm": _as_text(raw, "arm").to_numpy(),
+        "site": as_text(raw, "site").to_numpy(),
+        "arm": as_text(raw, "arm").to_numpy(),
         **{c: pd.Series(dates[c], dtype=object).to_numpy() for c in DATE_COLUMNS},
         "withdrawn": withdrawn,
     })
@@ -234,8 +234,13 @@ def validate_dated(raw: pd.DataFrame, source: str, *, covariates: Sequence[str] 
     return DatedTable(frame=frame, covariates=tuple(covariates), source=source, sha256=digest)
 
 
-def read_dated(path: str | Path, *, covariates: Sequence[str] = ()) -> DatedTable:
-    """Read and validate a dated patient table (CSV or Parquet)."""
+def read_dated(path: str | Path | pd.DataFrame, *, covariates: Sequence[str] = ()
+               ) -> DatedTable:
+    """Read and validate a dated patient table (CSV or Parquet file, or a pandas DataFrame
+    validated exactly like a file)."""
+    if isinstance(path, pd.DataFrame):
+        return validate_dated(path.astype(str).where(path.notna(), ""), "<DataFrame>",
+                              covariates=covariates, sha256=frame_sha256(path.astype(str)))
     raw = read_raw_table(path)
     return validate_dated(raw, str(path), covariates=covariates, sha256=file_sha256(path))
 

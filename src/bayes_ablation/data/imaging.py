@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DEFAULT_SCAN_PROTOCOL_MONTHS: tuple[float, ...] = (3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0,
-                                                   30.0)
+from bayes_ablation.spec.families import DEFAULT_SCAN_PROTOCOL_MONTHS
 
 
 def imaging_schedule(horizon_months: float,

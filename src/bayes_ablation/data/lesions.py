@@ -39,10 +39,10 @@ import pandas as pd
 from bayes_ablation.data.io import file_sha256, frame_sha256, read_raw_table
 from bayes_ablation.data.schema import (
     PatientTable,
-    _as_text,
-    _is_blank,
     _parse_numbers,
+    as_text,
     covariate_design,
+    is_blank,
     validate_patients,
 )
 from bayes_ablation.errors import DataValidationError, Problem
@@ -176,7 +176,7 @@ def _patient_lookup(raw: pd.DataFrame) -> dict[str, float]:
     cross-references even when the patient table itself has problems."""
     if "patient_id" not in raw.columns:
         return {}
-    ids = _as_text(raw, "patient_id")
+    ids = as_text(raw, "patient_id")
     follow = (_parse_numbers(raw["followup_months"]) if "followup_months" in raw.columns
               else np.full(len(raw), np.nan))
     out: dict[str, float] = {}
@@ -216,8 +216,8 @@ def validate_lesions(raw: pd.DataFrame, source: str, patients_raw: pd.DataFrame,
         return problems, warnings, pd.DataFrame()
 
     rows = np.arange(1, len(raw) + 1)
-    pid = _as_text(raw, "patient_id")
-    lid = _as_text(raw, "lesion_id")
+    pid = as_text(raw, "patient_id")
+    lid = as_text(raw, "lesion_id")
     for col, values in (("patient_id", pid), ("lesion_id", lid)):
         for r in rows[(values == "").to_numpy()]:
             add(int(r), col, raw[col].iloc[r - 1], "a non-empty label")
@@ -239,7 +239,7 @@ def validate_lesions(raw: pd.DataFrame, source: str, patients_raw: pd.DataFrame,
             seen[k] = int(r)
 
     lower = _parse_numbers(raw["lr_lower_months"])
-    upper_blank = raw["lr_upper_months"].map(_is_blank).to_numpy()
+    upper_blank = raw["lr_upper_months"].map(is_blank).to_numpy()
     upper = _parse_numbers(raw["lr_upper_months"])
     follow = pid.map(lambda p: lookup.get(p, np.nan)).to_numpy(dtype=float)
     for i, r in enumerate(rows):
@@ -332,7 +332,7 @@ def validate_lesions(raw: pd.DataFrame, source: str, patients_raw: pd.DataFrame,
 
 def _check_numeric(raw: pd.DataFrame, col: str, rows: np.ndarray, used: set[str], add,
                    ok, expected: str) -> np.ndarray:
-    blank = raw[col].map(_is_blank).to_numpy()
+    blank = raw[col].map(is_blank).to_numpy()
     values = _parse_numbers(raw[col])
     for i, r in enumerate(rows):
         if blank[i]:
@@ -346,7 +346,7 @@ def _check_numeric(raw: pd.DataFrame, col: str, rows: np.ndarray, used: set[str]
 
 
 def _check_modality(raw: pd.DataFrame, rows: np.ndarray, used: bool, add) -> np.ndarray:
-    text = _as_text(raw, "modality")
+    text = as_text(raw, "modality")
     out = []
     allowed = sorted(set(MODALITIES.values()))
     for i, r in enumerate(rows):
@@ -367,13 +367,13 @@ def _check_modality(raw: pd.DataFrame, rows: np.ndarray, used: bool, add) -> np.
 
 
 def _check_generic(raw: pd.DataFrame, col: str, rows: np.ndarray, add) -> pd.Series:
-    blank = raw[col].map(_is_blank).to_numpy()
+    blank = raw[col].map(is_blank).to_numpy()
     for r in rows[blank]:
         add(int(r), col, raw[col].iloc[r - 1], "a value (covariates may not be missing)")
     numbers = _parse_numbers(raw[col])
     if np.isfinite(numbers[~blank]).all():
         return pd.Series(np.where(blank, np.nan, numbers))
-    return _as_text(raw, col).reset_index(drop=True)
+    return as_text(raw, col).reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------- both files
@@ -411,10 +411,12 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
                        source=lesions_source, sha256=digest, warnings=tuple(warnings))
 
 
-def read_lr_data(patients_path: str | Path, lesions_path: str | Path, spec: object | None = None,
+def read_lr_data(patients_path: str | Path | pd.DataFrame,
+                 lesions_path: str | Path | pd.DataFrame, spec: object | None = None,
                  *, reference_arm: str | None = None,
                  covariates: Sequence[str] | None = None) -> LesionTable:
-    """Read and validate an LR patient table and lesion table (CSV or Parquet).
+    """Read and validate an LR patient table and lesion table (CSV or Parquet files, or pandas
+    DataFrames, validated exactly like files).
 
     With a spec, the reference arm and the lesion covariates come from it. The returned
     :class:`LesionTable` carries its validated ``patients``.
@@ -424,20 +426,31 @@ def read_lr_data(patients_path: str | Path, lesions_path: str | Path, spec: obje
         if covariates is None:
             covariates = getattr(spec, "covariates", ())
     problems: list[Problem] = []
-    tables = []
-    for path in (patients_path, lesions_path):
+    tables: list[pd.DataFrame | None] = []
+    sources, digests = [], []
+    for name, path in (("patients", patients_path), ("lesions", lesions_path)):
+        if isinstance(path, pd.DataFrame):
+            tables.append(path)
+            sources.append(f"<DataFrame> {name}")
+            digests.append(None)
+            continue
+        if not isinstance(path, str | Path):
+            raise TypeError(f"read_lr_data takes file paths or pandas DataFrames, got "
+                            f"{type(path).__name__} for the {name} table")
+        sources.append(str(path))
         try:
             tables.append(read_raw_table(path))
+            digests.append(file_sha256(path))
         except DataValidationError as exc:
             problems.extend(exc.problems)
             tables.append(None)
+            digests.append(None)
     if problems:
         raise DataValidationError(problems)
-    return validate_lr_data(tables[0], tables[1], patients_source=str(patients_path),
-                            lesions_source=str(lesions_path), reference_arm=reference_arm,
+    return validate_lr_data(tables[0], tables[1], patients_source=sources[0],
+                            lesions_source=sources[1], reference_arm=reference_arm,
                             covariates=tuple(covariates or ()),
-                            patients_sha256=file_sha256(patients_path),
-                            lesions_sha256=file_sha256(lesions_path))
+                            patients_sha256=digests[0], lesions_sha256=digests[1])
 
 
 def lr_data_from_frames(patients: pd.DataFrame, lesions: pd.DataFrame, *,

@@ -105,7 +105,7 @@ def covariate_design(frame: pd.DataFrame, covariates: Sequence[str]
     return x, names, centres
 
 
-def _is_blank(value: object) -> bool:
+def is_blank(value: object) -> bool:
     if value is None:
         return True
     if isinstance(value, float) and np.isnan(value):
@@ -113,15 +113,15 @@ def _is_blank(value: object) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
-def _as_text(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame[column].map(lambda v: "" if _is_blank(v) else str(v).strip())
+def as_text(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column].map(lambda v: "" if is_blank(v) else str(v).strip())
 
 
 def _parse_numbers(series: pd.Series) -> np.ndarray:
     """Numbers where parseable, NaN elsewhere (the caller reports which and why)."""
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=float)
-    return pd.to_numeric(series.map(lambda v: "" if _is_blank(v) else str(v)),
+    return pd.to_numeric(series.map(lambda v: "" if is_blank(v) else str(v)),
                          errors="coerce").to_numpy(dtype=float)
 
 
@@ -150,9 +150,9 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     covariates = [c for c in covariates if c in raw.columns]
 
     rows = np.arange(1, len(raw) + 1)
-    ids = _as_text(raw, "patient_id")
-    site = _as_text(raw, "site")
-    arm = _as_text(raw, "arm")
+    ids = as_text(raw, "patient_id")
+    site = as_text(raw, "site")
+    arm = as_text(raw, "arm")
     for col, values in (("patient_id", ids), ("site", site), ("arm", arm)):
         for r in rows[(values == "").to_numpy()]:
             add(int(r), col, raw[col].iloc[r - 1], "a non-empty label")
@@ -203,7 +203,7 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     clean_covariates: dict[str, pd.Series] = {}
     for cov in covariates:
         col = raw[cov]
-        blank = col.map(_is_blank).to_numpy()
+        blank = col.map(is_blank).to_numpy()
         for r in rows[blank]:
             add(int(r), cov, col.iloc[r - 1], "a value (covariates may not be missing)")
         numbers = _parse_numbers(col)
@@ -216,7 +216,7 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
                     pd.api.types.is_numeric_dtype(col):
                 for r in rows[non_blank & ~np.isfinite(numbers)]:
                     add(int(r), cov, col.iloc[r - 1], "a finite number")
-            clean_covariates[cov] = _as_text(raw, cov)
+            clean_covariates[cov] = as_text(raw, cov)
             values = clean_covariates[cov][non_blank].to_numpy()
         if non_blank.any() and len(pd.unique(values)) < 2:
             add(None, cov, values[0], "a covariate that varies (a constant is not estimable)")
@@ -251,10 +251,11 @@ def _categories(series: pd.Series) -> list[str] | None:
     return None
 
 
-def read_patients(path: str | Path, spec: object | None = None, *,
+def read_patients(path: str | Path | pd.DataFrame, spec: object | None = None, *,
                   reference_arm: str | None = None,
                   covariates: Sequence[str] | None = None) -> PatientTable:
-    """Read and validate a patient table (CSV or Parquet).
+    """Read and validate a patient table: a CSV or Parquet file, or a pandas DataFrame
+    (validated exactly like a file; its source is recorded as ``<DataFrame>``).
 
     With a spec, the reference arm, covariates and any declared arms/sites come from it.
     """
@@ -262,6 +263,12 @@ def read_patients(path: str | Path, spec: object | None = None, *,
         reference_arm = reference_arm or getattr(spec, "reference_arm", None)
         if covariates is None:
             covariates = getattr(spec, "covariates", ())
+    if isinstance(path, pd.DataFrame):
+        return patients_from_frame(path, reference_arm=reference_arm,
+                                   covariates=tuple(covariates or ()))
+    if not isinstance(path, str | Path):
+        raise TypeError(f"read_patients takes a file path or a pandas DataFrame, got "
+                        f"{type(path).__name__}")
     raw = read_raw_table(path)
     return validate_patients(raw, str(path), reference_arm=reference_arm,
                              covariates=tuple(covariates or ()), sha256=file_sha256(path))

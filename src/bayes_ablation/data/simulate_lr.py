@@ -131,7 +131,7 @@ def simulate_lr_trial(
            + u_site[site_idx[owner]])
     piecewise = lr_baseline_hazards is not None
     if piecewise:
-        from bayes_ablation.models.piecewise import invert_cumhaz
+        from bayes_ablation.survival.piecewise import invert_cumhaz
 
         if lr_baseline_cuts_months is None or \
                 len(lr_baseline_hazards) != len(lr_baseline_cuts_months) + 1:

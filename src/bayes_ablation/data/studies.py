@@ -322,8 +322,15 @@ def _ipd_row(row: pd.Series, r: int, i: int, out: dict, add, base: Path,
         ipd[study] = patients
 
 
-def read_studies(path: str | Path) -> StudyTable:
-    """Read and validate a study table (CSV or Parquet); IPD paths are relative to its folder."""
+def read_studies(path: str | Path | pd.DataFrame) -> StudyTable:
+    """Read and validate a study table (CSV or Parquet file; IPD paths are relative to its
+    folder), or validate a pandas DataFrame exactly like a file (IPD paths relative to the
+    working directory)."""
+    if isinstance(path, pd.DataFrame):
+        return studies_from_frame(path)
+    if not isinstance(path, str | Path):
+        raise TypeError(f"read_studies takes a file path or a pandas DataFrame, got "
+                        f"{type(path).__name__}")
     path = Path(path)
     raw = read_raw_table(path)
     return validate_studies(raw, str(path), base_dir=path.parent, sha256=file_sha256(path))

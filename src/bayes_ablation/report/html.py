@@ -1,8 +1,11 @@
-"""Self-contained HTML report (inline CSS, figures embedded as base64 PNG)."""
+"""Self-contained HTML report (inline CSS, figures embedded as base64 PNG) of any
+:class:`~bayes_ablation.results.sections.Report`: the writer iterates sections and blocks and
+draws each figure with the plotter its kind names; it never sees a model or an endpoint."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import os
@@ -15,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
+
+from bayes_ablation.report.plots import plotter
+from bayes_ablation.results.sections import Report, Section, Table, Text, names_unique
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from bayes_ablation.analysis import Result
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -46,68 +49,7 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def figure_makers(result: Result) -> dict[str, Callable[[], Figure]]:
-    """The standard figures of a patient-level survival fit, plus any the result adds, each as
-    a function that draws it (so figures can be drawn in parallel, see :func:`render_report`)."""
-    from bayes_ablation import estimands as est
-    from bayes_ablation.report import plots
-
-    makers: dict[str, Callable[[], Figure]] = {}
-    post = result.idata.posterior.to_dataset() if result.idata is not None else xr.Dataset()
-    prob = result.spec.estimands.interval_prob
-    if "arm" in result.ppc:
-        def km_posterior() -> Figure:
-            grid = result.ppc["arm"]["time"].values
-            curves = est.survival_at(result.idata, result.spec, np.maximum(grid, 1e-6),
-                                     "average")
-            return plots.km_with_posterior(result.ppc["arm"], curves, prob)
-        makers["km_posterior"] = km_posterior
-        makers["ppc_arm"] = lambda: plots.ppc_km(result.ppc["arm"],
-                                                 ncols=len(result.ppc["arm"]["group"]))
-    if "site_arm" in result.ppc:
-        makers["ppc_sites"] = lambda: plots.ppc_km(result.ppc["site_arm"],
-                                                   "Posterior predictive check by site | arm")
-    if "u_site" in post:
-        makers["site_effects"] = lambda: plots.forest(
-            post["u_site"], "site", "Site effects on the log hazard (u_site)",
-            "log hazard ratio vs average site", prob)
-    if "v_site_arm" in post:
-        def site_arm_effects() -> Figure:
-            v = post["v_site_arm"].stack(site_treatment=("site", "treatment"))
-            labels = [f"{s} | {t}" for s, t in v["site_treatment"].values]
-            v = v.drop_vars(["site_treatment", "site", "treatment"]).assign_coords(
-                site_treatment=labels)
-            return plots.forest(v, "site_treatment", "Site × arm deviations of the log HR",
-                                "log HR deviation", prob)
-        makers["site_arm_effects"] = site_arm_effects
-    if "hazard" in result.estimands and "interval_start" in result.idata.constant_data:
-        start = np.asarray(result.idata.constant_data["interval_start"].values, float)
-        end = float(np.max(result.idata.constant_data["time_months"].values))
-        makers["hazard_by_interval"] = lambda: plots.interval_hazards(
-            result.estimands["hazard"], start, end, prob)
-        if "hr_interval" in result.estimands:
-            makers["hr_by_interval"] = lambda: plots.interval_hr(
-                result.estimands["hr_interval"], result.estimands["hr"], start, end, prob)
-    if "hr" in result.estimands:
-        makers["hr_posterior"] = lambda: plots.hr_posterior(
-            result.estimands["hr"], result.spec.estimands.hr_thresholds, result.probabilities)
-    trace_names = [n for n in ("log_hr", "weibull_shape", "log_cumhaz_ref", "log_hazard_mean",
-                               "sigma_log_hazard_rw", "sigma_log_hr_rw", "sigma_site",
-                               "sigma_site_arm", "mu", "tau") if n in post]
-    if trace_names:
-        makers["traces"] = lambda: plots.traces(post, trace_names)
-    for name, make in result.extras.get("figures", {}).items():
-        makers[name] = (lambda make=make: make(result)) if callable(make) else \
-            (lambda make=make: make)
-    return makers
-
-
-def build_figures(result: Result) -> dict[str, Figure]:
-    """The standard figures of a patient-level survival fit, plus any the result adds."""
-    return {name: make() for name, make in figure_makers(result).items()}
-
-
-def _table(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
+def html_table(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, float | np.floating):
             if np.isnan(v):
@@ -125,87 +67,46 @@ def _table(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def priors_table(spec: Any) -> pd.DataFrame:
-    return pd.DataFrame([{"parameter": name, "prior": p.describe(), "rationale": p.rationale}
-                         for name, p in spec.priors.items()])
-
-
-def render_html(result: Result, pngs: Mapping[str, bytes],
-                sections: list[tuple[str, str]] | None = None) -> str:
-    """The report as one HTML string."""
-    spec = result.spec
-    d = result.diagnostics
-    prov = result.provenance
-    if d is None:
-        banner = ("<div class='banner pass'>No sampling: the posterior was computed "
-                  "deterministically (exact quadrature), so there is no Monte Carlo error and "
-                  "no convergence gate.</div>")
-    elif d.passed:
-        banner = ("<div class='banner pass'>Convergence gate passed: max R-hat "
-                  f"{d.rhat_max:.3f}, min bulk ESS {d.ess_bulk_min:.0f}, min tail ESS "
-                  f"{d.ess_tail_min:.0f}, {d.divergences} divergences, min E-BFMI "
-                  f"{d.ebfmi_min:.2f}.</div>")
-    else:
-        items = "".join(f"<li>{html.escape(f)}</li>" for f in d.failures)
-        banner = ("<div class='banner fail'>CONVERGENCE GATE FAILED — do not use these "
-                  f"results for decisions.<ul>{items}</ul></div>")
-    table = result.estimand_table.copy()
-    q_cols = [c for c in table.columns if c.startswith("q")]
-    est_view = table[["label", "mean", "sd", "median", *q_cols]]
-    probs = pd.DataFrame([{"quantity": k, "posterior probability": v}
-                          for k, v in result.probabilities.items()])
-    diag_view = d.table if d is not None and d.table is not None else None
-    figs = "".join(
-        f"<h3>{html.escape(name.replace('_', ' '))}</h3>"
-        f"<img alt='{html.escape(name)}' src='data:image/png;base64,"
-        f"{base64.b64encode(png).decode()}'>" for name, png in pngs.items())
-    ppc_rows = []
-    for level, ds in result.ppc.items():
-        for g in ds["group"].values:
-            ppc_rows.append({"level": level, "group": str(g),
-                             "observed KM inside band": float(ds["coverage"].sel(group=g)),
-                             "P(rep events ≥ obs)": float(ds["events_p_value"].sel(group=g))})
-    estimands_note = (result.extras.get("estimands_note_html")
-                      or result.extras.get("estimands_note") or (
-        "Hazard ratio &lt; 1 and survival difference &gt; 0 favour the treatment arm over the "
-        f"reference arm ({html.escape(str(spec.reference_arm))}). \"average site\": site effect "
-        "0; \"new site\": integrated over the between-site distribution."))
-    ppc_html = (f"<h2>Posterior predictive checks</h2>{_table(pd.DataFrame(ppc_rows))}"
-                if ppc_rows else "")
-    diag_html = (f"<h2>Convergence diagnostics</h2>{_table(diag_view)}"
-                 if diag_view is not None else "")
-    extra_sections = "".join(f"<h2>{html.escape(title)}</h2>{body}"
-                             for title, body in (sections or []))
-    versions = prov.get("versions", {})
-    prov_rows = pd.DataFrame([
-        {"item": k, "value": str(v)} for k, v in prov.items()
-        if k not in ("versions", "timings_seconds", "sampler_settings")
-    ] + [{"item": f"time: {k}", "value": f"{v:.2f} s" if isinstance(v, float) else str(v)}
-         for k, v in prov.get("timings_seconds", {}).items()]
-      + [{"item": f"version: {k}", "value": v} for k, v in versions.items()])
+def render_html(report: Report, pngs: Mapping[str, bytes]) -> str:
+    """The report as one self-contained HTML string: the title, intro and banner, then each
+    section's blocks in order (text, tables, figures as embedded PNG)."""
+    banner = ""
+    if report.banner is not None:
+        banner = (f"<div class='banner {'pass' if report.banner.ok else 'fail'}'>"
+                  f"{report.banner.html}</div>")
+    body = "\n".join(_section_html(s, pngs) for s in report.sections)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(spec.name)} — bayes_ablation
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)} — bayes_ablation
 report</title><style>{CSS}</style></head><body>
-<h1>{html.escape(spec.name)}</h1>
-<p>{html.escape(spec.description)}</p>
-<p class="muted">spec <code>{html.escape(str(prov.get('spec_path')))}</code> ·
-SHA-256 <code>{prov.get('spec_sha256', '')[:16]}…</code> · data
-<code>{html.escape(str(prov.get('data_source')))}</code> · SHA-256
-<code>{str(prov.get('data_sha256', ''))[:16]}…</code> · created {prov.get('created_utc')}</p>
+<h1>{html.escape(report.title)}</h1>
+{report.intro_html}
 {banner}
-<h2>Data</h2>{_table(result.data_summary, index=True)}
-<h2>Pre-specified priors</h2>{_table(priors_table(spec))}
-<h2>Posterior probabilities</h2>{_table(probs)}
-<h2>Estimands</h2>
-<p class="muted">{estimands_note} Intervals are central
-{spec.estimands.interval_prob:.0%} posterior intervals; times in months.</p>
-{_table(est_view)}
-{extra_sections}
-<h2>Figures</h2>{figs}
-{ppc_html}
-{diag_html}
-<h2>Provenance</h2>{_table(prov_rows)}
+{body}
 </body></html>"""
+
+
+def _section_html(section: Section, pngs: Mapping[str, bytes]) -> str:
+    parts = [f"<h2>{html.escape(section.title)}</h2>"]
+    for block in section.blocks:
+        if isinstance(block, Text):
+            parts.append(block.html)
+        elif isinstance(block, Table):
+            parts.append(html_table(block.frame, block.digits, block.index))
+        else:
+            parts.append(figure_html(block.name, pngs[block.name]))
+    return "".join(parts)
+
+
+def figure_html(name: str, png: bytes) -> str:
+    return (f"<h3>{html.escape(name.replace('_', ' '))}</h3>"
+            f"<img alt='{html.escape(name)}' src='data:image/png;base64,"
+            f"{base64.b64encode(png).decode()}'>")
+
+
+def figure_makers(report: Report) -> dict[str, Callable[[], Figure]]:
+    """Each figure of ``report`` as a function that draws it (its plotter and data)."""
+    names_unique(report.figures)
+    return {f.name: functools.partial(plotter(f.kind), **f.data) for f in report.figures}
 
 
 #: the costliest figures, drawn in a forked child process while this process draws the rest
@@ -220,7 +121,8 @@ def _can_fork() -> bool:
 
 
 def render_pngs(makers: Mapping[str, Callable[[], Figure]],
-                progress: Callable[[str], None] | None = None) -> dict[str, bytes]:
+                progress: Callable[[str], None] | None = None, dpi: int = 110
+                ) -> dict[str, bytes]:
     """PNG bytes of every figure, in the order of ``makers``.
 
     Figures are independent, and drawing them is single-threaded matplotlib work: the ones in
@@ -245,7 +147,7 @@ def render_pngs(makers: Mapping[str, Callable[[], Figure]],
             code = 1
             try:
                 for name in child:
-                    png = figure_png(makers[name]())
+                    png = figure_png(makers[name](), dpi)
                     tmp = os.path.join(folder, f".{name}.png")
                     with open(tmp, "wb") as fh:
                         fh.write(png)
@@ -255,7 +157,7 @@ def render_pngs(makers: Mapping[str, Callable[[], Figure]],
                 os._exit(code)
     for name in own:
         say(f"figure {name}")
-        pngs[name] = figure_png(makers[name]())
+        pngs[name] = figure_png(makers[name](), dpi)
     if pid is not None and folder is not None:
         os.waitpid(pid, 0)
         for name in child:
@@ -268,12 +170,12 @@ def render_pngs(makers: Mapping[str, Callable[[], Figure]],
     for name in makers:
         if name not in pngs:
             say(f"figure {name}")
-            pngs[name] = figure_png(makers[name]())
+            pngs[name] = figure_png(makers[name](), dpi)
     return {name: pngs[name] for name in makers}
 
 
-def render_report(result: Result, progress: Callable[[str], None] | None = None
+def render_report(report: Report, progress: Callable[[str], None] | None = None
                   ) -> tuple[str, dict[str, bytes]]:
-    """Build figures and HTML; returns (html, {figure name: PNG bytes})."""
-    pngs = render_pngs(figure_makers(result), progress)
-    return render_html(result, pngs, result.extras.get("sections")), pngs
+    """Draw the figures and write the HTML; returns (html, {figure name: PNG bytes})."""
+    pngs = render_pngs(figure_makers(report), progress, dpi=report.dpi)
+    return render_html(report, pngs), pngs

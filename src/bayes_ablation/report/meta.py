@@ -1,49 +1,28 @@
-"""Report pieces of a meta-analysis: forest plot, heterogeneity figures, HTML sections.
-
-Plot functions take data and return a matplotlib ``Figure``; :func:`attach` registers them (as
-callables, so matplotlib loads only when a report is rendered) and the HTML sections in a
-:class:`~bayes_ablation.analysis.Result`'s ``extras``, which :mod:`bayes_ablation.report.html`
-renders like any other result.
-"""
+"""Figures of a meta-analysis: forest plot, pooled and predicted HR by heterogeneity prior,
+prior vs posterior of τ. Each takes data and returns a matplotlib ``Figure``."""
 
 from __future__ import annotations
 
-import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_ablation.results.sections.meta import interval_columns, row_of
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from bayes_ablation.analysis import Result
-
-HR_NOTE = ("HR &lt; 1 favours the experimental arm of each study's comparison. "
-           "<b>mu</b>: pooled (mean) log HR; <b>tau</b>: between-study sd of the log HR; "
-           "<b>theta[study]</b>: a study's true effect, shrunk towards mu; <b>theta_new</b>: the "
-           "effect in a new, exchangeable study (the prediction). <code>hr_*</code> rows are the "
-           "same on the HR scale (median and interval). Intervals are central {p:.0%} posterior "
-           "intervals. Posterior computed by {method}.")
-
-
-def _qcols(table: pd.DataFrame) -> tuple[str, str]:
-    q = [c for c in table.columns if c.startswith("q")]
-    return q[0], q[1]
-
-
-def _row(table: pd.DataFrame, label: str) -> pd.Series:
-    return table[table["label"] == label].iloc[0]
 
 
 def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float = 0.95,
                 title: str = "Forest plot: hazard ratio, experimental vs reference") -> Figure:
     """Each study's reported HR and interval (black square), its shrunken estimate θ_i (blue
     circle), the pooled HR e^μ (diamond) and the prediction interval for a new study (red)."""
-    from bayes_ablation.report.plots import _color, plt
+    from bayes_ablation.report.plots import color, plt
 
-    lo_c, hi_c = _qcols(table)
+    lo_c, hi_c = interval_columns(table)
     k = len(studies)
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(10, 0.62 * k + 2.8), sharey=True,
                                    gridspec_kw={"width_ratios": [3, 2], "wspace": 0.02})
@@ -53,9 +32,9 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
         ax.hlines(yv + 0.14, s["ci_low"], s["ci_high"], color="black", lw=1.4)
         ax.plot(s["hr"], yv + 0.14, "s", color="black", ms=6,
                 label="reported HR (interval)" if yv == y_pos[0] else None)
-        r = _row(table, f"hr_theta[{s['study']}]")
-        ax.hlines(yv - 0.14, r[lo_c], r[hi_c], color=_color(0), lw=2)
-        ax.plot(r["median"], yv - 0.14, "o", color=_color(0), ms=5,
+        r = row_of(table, f"hr_theta[{s['study']}]")
+        ax.hlines(yv - 0.14, r[lo_c], r[hi_c], color=color(0), lw=2)
+        ax.plot(r["median"], yv - 0.14, "o", color=color(0), ms=5,
                 label="shrunken study effect θ_i" if yv == y_pos[0] else None)
         level = s.get("ci_level", np.nan)
         lvl = f" ({100 * level:.4g}%)" if np.isfinite(level) and abs(level - 0.95) > 1e-9 \
@@ -64,17 +43,17 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
             lvl += " IPD, stage 1"
         texts.append((yv, f"{s['hr']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}]{lvl}",
                       f"{r['median']:.2f} [{r[lo_c]:.2f}, {r[hi_c]:.2f}]"))
-    mu = _row(table, "hr_mu")
-    new = _row(table, "hr_theta_new")
+    mu = row_of(table, "hr_mu")
+    new = row_of(table, "hr_theta_new")
     ax.fill([mu[lo_c], mu["median"], mu[hi_c], mu["median"]], [1.3, 1.55, 1.3, 1.05],
-            color=_color(0), label="pooled HR e^μ")
-    ax.hlines(0.45, new[lo_c], new[hi_c], color=_color(1), lw=3, alpha=0.85,
+            color=color(0), label="pooled HR e^μ")
+    ax.hlines(0.45, new[lo_c], new[hi_c], color=color(1), lw=3, alpha=0.85,
               label="prediction interval (new study)")
-    ax.plot(new["median"], 0.45, "|", color=_color(1), ms=12, mew=2)
+    ax.plot(new["median"], 0.45, "|", color=color(1), ms=12, mew=2)
     texts.append((1.3, "", f"{mu['median']:.2f} [{mu[lo_c]:.2f}, {mu[hi_c]:.2f}]"))
     texts.append((0.45, "", f"{new['median']:.2f} [{new[lo_c]:.2f}, {new[hi_c]:.2f}]"))
     ax.axvline(1.0, color="grey", ls=":", lw=1)
-    ax.axvline(mu["median"], color=_color(0), ls="--", lw=0.8, alpha=0.6)
+    ax.axvline(mu["median"], color=color(0), ls="--", lw=0.8, alpha=0.6)
     ax.set_xscale("log")
     labels = [*list(studies["study"]), "pooled (μ)", "new study (θ_new)"]
     ax.set_yticks([*list(y_pos), 1.3, 0.45], labels)
@@ -94,10 +73,10 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
     ax_t.axis("off")
     ax_t.text(0.03, k + 2.1, "reported", fontsize=8.5, fontweight="bold")
     ax_t.text(0.60, k + 2.1, f"posterior {interval_prob:.0%}", fontsize=8.5,
-              fontweight="bold", color=_color(0))
+              fontweight="bold", color=color(0))
     for yv, obs, post in texts:
         ax_t.text(0.03, yv, obs, fontsize=8.5, va="center")
-        ax_t.text(0.60, yv, post, fontsize=8.5, va="center", color=_color(0))
+        ax_t.text(0.60, yv, post, fontsize=8.5, va="center", color=color(0))
     fig.legend(*ax.get_legend_handles_labels(), fontsize=8, frameon=False, ncol=4,
                loc="lower center")
     fig.suptitle(title)
@@ -108,7 +87,7 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
 def sensitivity_plot(table: pd.DataFrame, densities: xr.Dataset | None,
                      interval_prob: float = 0.95) -> Figure:
     """Pooled and new-study HR (median, interval) under each τ prior, and τ's posteriors."""
-    from bayes_ablation.report.plots import _color, plt
+    from bayes_ablation.report.plots import color, plt
 
     n = len(table)
     ncols = 2 if densities is not None else 1
@@ -116,12 +95,12 @@ def sensitivity_plot(table: pd.DataFrame, densities: xr.Dataset | None,
                              squeeze=False)
     ax = axes[0][0]
     y = np.arange(n)[::-1].astype(float)
-    ax.hlines(y + 0.15, table["pooled HR lower"], table["pooled HR upper"], color=_color(0),
+    ax.hlines(y + 0.15, table["pooled HR lower"], table["pooled HR upper"], color=color(0),
               lw=2.5, label="pooled HR e^μ")
-    ax.plot(table["pooled HR median"], y + 0.15, "D", color=_color(0), ms=5)
+    ax.plot(table["pooled HR median"], y + 0.15, "D", color=color(0), ms=5)
     ax.hlines(y - 0.15, table["new-study HR lower"], table["new-study HR upper"],
-              color=_color(1), lw=2.5, label="new study e^θ_new")
-    ax.plot(table["new-study HR median"], y - 0.15, "o", color=_color(1), ms=5)
+              color=color(1), lw=2.5, label="new study e^θ_new")
+    ax.plot(table["new-study HR median"], y - 0.15, "o", color=color(1), ms=5)
     ax.axvline(1.0, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     lo = min(table["pooled HR lower"].min(), table["new-study HR lower"].min()) / 1.1
@@ -141,7 +120,7 @@ def sensitivity_plot(table: pd.DataFrame, densities: xr.Dataset | None,
         tau = densities["tau"].values
         for i, label in enumerate(densities["prior"].values):
             ax2.plot(tau, densities["tau_posterior"].sel(prior=label).values,
-                     color=_color(i), lw=2 if i == 0 else 1.2,
+                     color=color(i), lw=2 if i == 0 else 1.2,
                      ls="-" if i < 6 else "--", label=str(label))
         ax2.set_xlabel("τ (between-study sd of log HR)")
         ax2.set_ylabel("posterior density")
@@ -155,14 +134,14 @@ def sensitivity_plot(table: pd.DataFrame, densities: xr.Dataset | None,
 
 def tau_plot(exact: xr.Dataset | None, tau_draws: np.ndarray | None) -> Figure:
     """Prior vs posterior of τ (exact), with the MCMC draws' histogram when there are draws."""
-    from bayes_ablation.report.plots import _color, plt
+    from bayes_ablation.report.plots import color, plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     if tau_draws is not None:
-        ax.hist(tau_draws, bins=80, density=True, color=_color(2), alpha=0.35,
+        ax.hist(tau_draws, bins=80, density=True, color=color(2), alpha=0.35,
                 label="MCMC draws")
     if exact is not None:
-        ax.plot(exact["tau"], exact["tau_posterior"], color=_color(0), lw=2,
+        ax.plot(exact["tau"], exact["tau_posterior"], color=color(0), lw=2,
                 label="posterior (exact)")
         ax.plot(exact["tau"], exact["tau_prior"], color="black", ls="--", lw=1.2,
                 label=f"prior {exact.attrs.get('tau_prior', '')}")
@@ -180,129 +159,4 @@ def tau_plot(exact: xr.Dataset | None, tau_draws: np.ndarray | None) -> Figure:
 
 # ------------------------------------------------------------------------------ sections
 
-def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    from bayes_ablation.report.html import _table
 
-    return _table(frame, digits=digits)
-
-
-def sensitivity_section(table: pd.DataFrame, source: str, two_stage: bool) -> str:
-    view = pd.DataFrame({
-        "τ prior": table["tau prior"],
-        "prior": table["prior"],
-        "τ median [interval]": [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
-                                zip(table["tau median"], table["tau lower"],
-                                    table["tau upper"], strict=True)],
-        "pooled HR": [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
-                      zip(table["pooled HR median"], table["pooled HR lower"],
-                          table["pooled HR upper"], strict=True)],
-        "new-study HR": [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
-                         zip(table["new-study HR median"], table["new-study HR lower"],
-                             table["new-study HR upper"], strict=True)],
-    })
-    for col in table.columns:
-        if col.startswith("P("):
-            view[col] = table[col].map(lambda v: f"{v:.3f}")
-    view["rationale"] = table["rationale"]
-    note = ("The pooled HR and, more, the prediction for a new study depend on the "
-            "heterogeneity prior when there are few studies. Each row is the exact posterior "
-            f"(quadrature) under one τ prior, from {html.escape(source)}; the first row is the "
-            "spec's own prior.")
-    if two_stage:
-        note += (" Studies with patient data enter this table through their stage-1 estimate "
-                 "(two-stage approach), so the first row approximates the one-stage fit above.")
-    return f"<p class='muted'>{note}</p>{_html_table(view)}"
-
-
-def comparison_section(comparison: pd.DataFrame) -> str:
-    worst = float(comparison["gap_in_mcse"].max()) if len(comparison) else float("nan")
-    verdict = ("agree" if worst <= 3 else "DISAGREE") + f" (largest gap {worst:.2f} MCSE)"
-    return ("<p class='muted'>The same posterior computed two independent ways: NUTS draws vs "
-            "exact quadrature. Gaps are in Monte Carlo standard errors (ArviZ <code>mcse</code>"
-            f"); within 3 is agreement. Here they {verdict}.</p>"
-            + _html_table(comparison, digits=4))
-
-
-def two_stage_section(table: pd.DataFrame, exact_table: pd.DataFrame, stage1: dict) -> str:
-    lo_c, hi_c = _qcols(table)
-    rows = []
-    for label in ["mu", "tau", "theta_new", *[f"theta[{s}]" for s in stage1]]:
-        if (table["label"] == label).any() and (exact_table["label"] == label).any():
-            a, b = _row(table, label), _row(exact_table, label)
-            rows.append({"quantity": label,
-                         "one-stage (joint) median [interval]":
-                             f"{a['median']:.3f} [{a[lo_c]:.3f}, {a[hi_c]:.3f}]",
-                         "two-stage median [interval]":
-                             f"{b['median']:.3f} [{b[lo_c]:.3f}, {b[hi_c]:.3f}]"})
-    est = ", ".join(f"{k}: log HR {v['log_hr']:.3f} (SE {v['se']:.3f}, {v['method']})"
-                    for k, v in stage1.items())
-    return ("<p class='muted'>One-stage: patient data and published estimates in one model "
-            "(MCMC). Two-stage: each IPD trial first reduced to its own log HR and SE (stage "
-            f"1: {html.escape(est)}), then pooled exactly. They agree when the IPD trials are "
-            "large (normal likelihood for θ); differences show where the patient-level "
-            "likelihood is not normal.</p>" + _html_table(pd.DataFrame(rows)))
-
-
-def warnings_section(warnings: list[str]) -> str:
-    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
-    return f"<ul>{items}</ul>"
-
-
-def attach(result: Result) -> None:
-    """Register on ``result.extras`` what the generic report and bundle code render for a
-    meta-analysis: figures, HTML sections, the estimands note, ``summary.json`` entries, extra
-    CSV tables and the exact-posterior group of the saved DataTree."""
-    meta = result.extras["meta"]
-    interval = result.spec.estimands.interval_prob
-    method = ("exact quadrature (no sampling)" if meta["method"] == "quadrature"
-              else "MCMC (NUTS)")
-    result.extras["estimands_note"] = HR_NOTE.format(p=interval, method=method)
-    figures: dict[str, Any] = {
-        "forest": lambda r: forest_plot(r.extras["meta"]["studies"], r.estimand_table,
-                                        interval),
-    }
-    if meta["sensitivity"] is not None:
-        figures["heterogeneity_prior_sensitivity"] = lambda r: sensitivity_plot(
-            r.extras["meta"]["sensitivity"], r.extras["meta"]["sensitivity_densities"],
-            interval)
-
-    def tau_figure(r: Result) -> Figure:
-        exact = r.estimands if r.idata is None else r.extras["meta"].get("exact_densities")
-        draws = r.idata.posterior["tau"].values.ravel() if r.idata is not None else None
-        return tau_plot(exact, draws)
-
-    figures["tau_prior_posterior"] = tau_figure
-    result.extras["figures"] = figures
-
-    sections = []
-    warnings = meta["warnings"] + meta["exact_notes"]
-    if warnings:
-        sections.append(("Data and computation warnings", warnings_section(warnings)))
-    if meta["sensitivity"] is not None:
-        sections.append(("Heterogeneity prior sensitivity",
-                         sensitivity_section(meta["sensitivity"], meta["sensitivity_source"],
-                                             bool(meta["stage1"]))))
-    if meta["comparison"] is not None:
-        sections.append(("MCMC vs exact posterior", comparison_section(meta["comparison"])))
-    if meta["stage1"] and meta["exact_table"] is not None:
-        sections.append(("One-stage vs two-stage", two_stage_section(
-            result.estimand_table, meta["exact_table"], meta["stage1"])))
-    result.extras["sections"] = sections
-
-    summary: dict[str, Any] = {"meta": {"method": meta["method"],
-                                        "stage1": meta["stage1"],
-                                        "warnings": warnings}}
-    if meta["sensitivity"] is not None:
-        summary["meta"]["prior_sensitivity"] = meta["sensitivity"].drop(
-            columns=["rationale"]).to_dict(orient="records")
-    if meta["comparison"] is not None:
-        summary["meta"]["mcmc_vs_exact"] = meta["comparison"].to_dict(orient="records")
-    result.extras["summary"] = summary
-    tables = {}
-    if meta["sensitivity"] is not None:
-        tables["prior_sensitivity"] = meta["sensitivity"]
-    if meta["comparison"] is not None:
-        tables["mcmc_vs_exact"] = meta["comparison"]
-    result.extras["tables"] = tables
-    if result.idata is not None and meta.get("exact_densities") is not None:
-        result.extras["groups"] = {"exact": meta["exact_densities"]}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from importlib import import_module
 
 import matplotlib
 
@@ -16,7 +17,7 @@ from matplotlib.ticker import FixedLocator, MaxNLocator
 COLORS = ("#1f5aa6", "#c2452d", "#2e8b57", "#8a4fbf", "#d08c00", "#555555")
 
 
-def _color(i: int) -> str:
+def color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
@@ -48,11 +49,11 @@ def km_with_posterior(observed: xr.Dataset, curves: xr.DataArray, interval_prob:
     for i, arm in enumerate(curves["arm"].values):
         c = curves.sel(arm=arm).stack(s=("chain", "draw")).values
         q = np.quantile(c, [lo, 0.5, hi], axis=-1)
-        ax.fill_between(t, q[0], q[2], color=_color(i), alpha=0.2, lw=0)
-        ax.plot(t, q[1], color=_color(i), lw=1.5, label=f"{arm}: posterior median")
+        ax.fill_between(t, q[0], q[2], color=color(i), alpha=0.2, lw=0)
+        ax.plot(t, q[1], color=color(i), lw=1.5, label=f"{arm}: posterior median")
         if arm in observed["group"].values:
             ax.step(observed["time"].values, observed["observed"].sel(group=arm).values,
-                    where="post", color=_color(i), lw=1.2, ls="--", label=f"{arm}: Kaplan–Meier")
+                    where="post", color=color(i), lw=1.2, ls="--", label=f"{arm}: Kaplan–Meier")
     ax.set_xlabel("time (months)")
     ax.set_ylabel("survival probability")
     ax.set_ylim(0, 1.02)
@@ -76,9 +77,9 @@ def ppc_km(ppc: xr.Dataset, title: str = "Posterior predictive check: Kaplan–M
     for k, g in enumerate(groups):
         ax = axes[k // ncols][k % ncols]
         sel = ppc.sel(group=g)
-        ax.fill_between(t, sel["lower"], sel["upper"], color=_color(0), alpha=0.25, lw=0,
+        ax.fill_between(t, sel["lower"], sel["upper"], color=color(0), alpha=0.25, lw=0,
                         step="post", label="predictive band")
-        ax.step(t, sel["median"], where="post", color=_color(0), lw=1, label="predictive median")
+        ax.step(t, sel["median"], where="post", color=color(0), lw=1, label="predictive median")
         ax.step(t, sel["observed"], where="post", color="black", lw=1.3, label="observed KM")
         ax.set_title(f"{g}  (in band {float(sel['coverage']):.0%})", fontsize=8)
         ax.set_ylim(0, 1.02)
@@ -107,8 +108,8 @@ def forest(draws: xr.DataArray, dim: str, title: str, xlabel: str,
     mean = values.mean(axis=1)
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(labels) + 1.2))
     y = np.arange(len(labels))[::-1]
-    ax.hlines(y, q[0], q[2], color=_color(0), lw=2)
-    ax.plot(mean, y, "o", color=_color(0), ms=5)
+    ax.hlines(y, q[0], q[2], color=color(0), lw=2)
+    ax.plot(mean, y, "o", color=color(0), ms=5)
     ax.axvline(reference, color="grey", ls=":", lw=1)
     ax.set_yticks(y, labels)
     ax.set_xlabel(xlabel)
@@ -124,7 +125,7 @@ def hr_posterior(hr: xr.DataArray, thresholds: Sequence[float],
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, treatment in enumerate(hr["treatment"].values):
         v = hr.sel(treatment=treatment).values.ravel()
-        ax.hist(v, bins=60, density=True, color=_color(i + 1), alpha=0.5, label=str(treatment))
+        ax.hist(v, bins=60, density=True, color=color(i + 1), alpha=0.5, label=str(treatment))
     for c in thresholds:
         ax.axvline(c, color="black", ls="--", lw=1)
         text = ", ".join(f"{p:.3f}" for k, p in probabilities.items() if k.startswith(f"P(HR<{c:g})"))
@@ -155,7 +156,7 @@ def traces(post: xr.Dataset, names: Sequence[str]) -> Figure:
                              squeeze=False, sharex=True)
     for ax, (label, da) in zip(axes[:, 0], series, strict=True):
         for c in range(da.sizes["chain"]):
-            ax.plot(da.isel(chain=c).values, lw=0.4, alpha=0.8, color=_color(c))
+            ax.plot(da.isel(chain=c).values, lw=0.4, alpha=0.8, color=color(c))
         ax.set_ylabel(label, fontsize=8)
     axes[-1, 0].set_xlabel("draw")
     fig.suptitle("Traces")
@@ -185,8 +186,8 @@ def interval_hazards(hazard: xr.DataArray, interval_start: np.ndarray, end_time:
         edges, mid = _interval_steps(interval_start, end_time, q[1])
         _, low = _interval_steps(interval_start, end_time, q[0])
         _, up = _interval_steps(interval_start, end_time, q[2])
-        ax.fill_between(edges, low, up, step="post", color=_color(i), alpha=0.2, lw=0)
-        ax.step(edges, mid, where="post", color=_color(i), lw=1.6, label=f"{arm}")
+        ax.fill_between(edges, low, up, step="post", color=color(i), alpha=0.2, lw=0)
+        ax.step(edges, mid, where="post", color=color(i), lw=1.6, label=f"{arm}")
     for c in interval_start[1:]:
         ax.axvline(c, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("time (months); dotted: interval cut points")
@@ -212,11 +213,11 @@ def interval_hr(hr_interval: xr.DataArray, hr: xr.DataArray, interval_start: np.
         edges, mid = _interval_steps(interval_start, end_time, q[1])
         _, low = _interval_steps(interval_start, end_time, q[0])
         _, up = _interval_steps(interval_start, end_time, q[2])
-        ax.fill_between(edges, low, up, step="post", color=_color(i + 1), alpha=0.2, lw=0)
-        ax.step(edges, mid, where="post", color=_color(i + 1), lw=1.6,
+        ax.fill_between(edges, low, up, step="post", color=color(i + 1), alpha=0.2, lw=0)
+        ax.step(edges, mid, where="post", color=color(i + 1), lw=1.6,
                 label=f"{treatment}: per-interval HR")
         overall = float(hr.sel(treatment=treatment).median())
-        ax.axhline(overall, color=_color(i + 1), ls="--", lw=1,
+        ax.axhline(overall, color=color(i + 1), ls="--", lw=1,
                    label=f"{treatment}: overall HR {overall:.2f}")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_yscale("log")
@@ -227,6 +228,38 @@ def interval_hr(hr_interval: xr.DataArray, hr: xr.DataArray, interval_start: np.
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
+
+
+#: figure kind (as named by a report's FigureSpec) -> "module:function" drawing it from data
+PLOTTERS: dict[str, str] = {
+    "km_with_posterior": "bayes_ablation.report.plots:km_with_posterior",
+    "ppc_km": "bayes_ablation.report.plots:ppc_km",
+    "forest": "bayes_ablation.report.plots:forest",
+    "hr_posterior": "bayes_ablation.report.plots:hr_posterior",
+    "traces": "bayes_ablation.report.plots:traces",
+    "interval_hazards": "bayes_ablation.report.plots:interval_hazards",
+    "interval_hr": "bayes_ablation.report.plots:interval_hr",
+    "lr_cif": "bayes_ablation.report.lr:cif_figure",
+    "lr_counts": "bayes_ablation.report.lr:counts_figure",
+    "lr_incidence_check": "bayes_ablation.report.lr:incidence_check_figure",
+    "meta_forest": "bayes_ablation.report.meta:forest_plot",
+    "meta_sensitivity": "bayes_ablation.report.meta:sensitivity_plot",
+    "meta_tau": "bayes_ablation.report.meta:tau_plot",
+    "monitor_trajectory": "bayes_ablation.report.monitoring:trajectory_figure",
+    "oc": "bayes_ablation.report.monitoring:oc_figure",
+    "sbc_rank_histograms": "bayes_ablation.report.validation:rank_histograms",
+    "sbc_ecdf_differences": "bayes_ablation.report.validation:ecdf_differences",
+    "zscore_contraction": "bayes_ablation.report.validation:zscore_contraction",
+    "coverage": "bayes_ablation.report.validation:coverage_plot",
+}
+
+
+def plotter(kind: str) -> Callable[..., Figure]:
+    """The function drawing figures of ``kind`` (see :data:`PLOTTERS`)."""
+    if kind not in PLOTTERS:
+        raise KeyError(f"no plotter for figure kind {kind!r} (known: {', '.join(PLOTTERS)})")
+    module, _, name = PLOTTERS[kind].partition(":")
+    return getattr(import_module(module), name)
 
 
 def save(fig: Figure, path: str) -> None:

@@ -1,0 +1,3 @@
+"""Layer 9: argument parsing and sub-commands only (``main``; ``meta``, ``monitoring``,
+``validation`` register theirs); shared console helpers in ``console``.
+"""

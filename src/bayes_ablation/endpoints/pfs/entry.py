@@ -1,0 +1,92 @@
+"""The PFS endpoint and its model families (Weibull, piecewise exponential): one entry each.
+
+Per patient i at site s(i) in arm a(i) with covariates x_i, progression or death (whichever
+first) at t_i months, right-censored: h_i(t) = h_0(t) exp(β_a(i) + u_s(i) [+ v_s(i),a(i)] + x_i γ),
+u_s ~ N(0, σ_site²). See :mod:`bayes_ablation.endpoints.pfs.model` for the graphs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.endpoints.pfs import checks as pfs_checks
+from bayes_ablation.endpoints.pfs import estimands, loglik, model, predictive
+from bayes_ablation.endpoints.pfs.sbc import ADAPTER as WEIBULL_ADAPTER
+from bayes_ablation.endpoints.pfs.sbc_pwe import ADAPTER as PWE_ADAPTER
+from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
+from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.spec.plan import AnalysisSpec
+
+
+def _weibull_cfuncs() -> tuple[Any, Any]:
+    from bayes_ablation.endpoints.pfs import numba_kernels
+
+    return numba_kernels.weibull_cfuncs()
+
+
+def _weibull_kernel() -> KernelParts:
+    from bayes_ablation.endpoints.pfs import fastpath
+
+    return KernelParts(plan=fastpath.weibull_plan, buffer=fastpath.weibull_buffer,
+                       cfuncs=_weibull_cfuncs)
+
+
+WEIBULL = Family(
+    name="weibull", endpoint="pfs", build=model.build_weibull_model,
+    log_cumhaz=estimands.weibull_log_cumhaz,
+    simulate_event_times=predictive.weibull_event_times,
+    patient_loglik=loglik.weibull_patient_loglik,
+    kernel=_weibull_kernel(), sbc_adapter=WEIBULL_ADAPTER)
+
+PIECEWISE_EXPONENTIAL = Family(
+    name="piecewise_exponential", endpoint="pfs", build=model.build_pwe_model,
+    log_cumhaz=estimands.pwe_log_cumhaz, extra_estimands=estimands.pwe_extra_estimands,
+    simulate_event_times=predictive.pwe_event_times,
+    patient_loglik=loglik.pwe_patient_loglik, sbc_adapter=PWE_ADAPTER)
+
+
+def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: Any = None) -> Prepared:
+    if lesions is not None:
+        raise BayesAblationError(f"spec {spec.name!r} (endpoint pfs) is fitted on the patient "
+                                 "table alone; lesions= is for the local_recurrence endpoint")
+    return Prepared(
+        model_data=patients,
+        provenance={"data_source": patients.source, "data_sha256": patients.sha256,
+                    "n_patients": patients.n_patients, "arms": list(patients.arms),
+                    "sites": list(patients.sites)},
+        summary=patients.summary(), arms=tuple(patients.arms), tables={"patients": patients})
+
+
+def km_checks(idata: xr.DataTree, spec: AnalysisSpec, prepared: Prepared, n_draws: int,
+              seed: int) -> dict[str, xr.Dataset]:
+    patients = prepared.tables["patients"]
+    return pfs_checks.survival_ppc(idata, spec, patients.frame["arm"].to_numpy(),
+                               patients.frame["site"].to_numpy(), n_draws=n_draws, seed=seed,
+                               arm_order=list(patients.arms))
+
+
+def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr.Dataset],
+                    model_details: dict[str, Any]) -> dict[str, Any]:
+    """``posterior_predictive``: per level and group, the share of the observed KM curve inside
+    the predictive band and P(replicated events ≥ observed); ``model_details`` when any."""
+    out: dict[str, Any] = {"posterior_predictive": {
+        name: {str(g): {"km_band_coverage": float(ds["coverage"].sel(group=g)),
+                        "events_p_value": float(ds["events_p_value"].sel(group=g))}
+               for g in ds["group"].values}
+        for name, ds in checks.items()}}
+    if model_details:
+        out["model_details"] = model_details
+    return out
+
+
+def headline(table: pd.DataFrame) -> list[str]:
+    return table[table["estimand"].isin(["hr", "rmst_difference"])]["label"].tolist()
+
+
+ENDPOINT = Endpoint(name="pfs", prepare=prepare, estimands=estimands.compute_estimands,
+                    probabilities=estimands.probabilities, checks=km_checks,
+                    summary_entries=summary_entries, headline=headline, pointwise_loglik=True)

@@ -1,0 +1,157 @@
+"""PFS estimands from posterior draws: log H_a(t) of each family (Weibull:
+log H = α + k (log t − log t_ref) + β_a; piecewise exponential: log Σ_j λ_j e^{β_a,j} e_j(t)),
+S(t), RMST, median and their differences for an average and a new site, HRs, P(HR < c)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayes_ablation.endpoints.registry import family, family_part
+from bayes_ablation.spec.plan import AnalysisSpec
+from bayes_ablation.survival.estimands import (
+    MEDIAN_GRID_POINTS,
+    arms_of,
+    contrast,
+    covariate_offsets,
+    log_hr_full,
+    median_time,
+    posterior_of,
+    prob_below,
+    rmst_nodes,
+    rmst_quadrature,
+    site_sd_by_arm,
+    survival_curves,
+)
+
+SITE_TARGETS = ("average", "new")
+
+
+def weibull_log_cumhaz(post: xr.Dataset, times: np.ndarray, spec: AnalysisSpec) -> xr.DataArray:
+    """log H_a(t) = α + k (log t − log t_ref) + β_a."""
+    t_ref = float(spec.model_options.get("time_ref_months", 12.0))
+    time = xr.DataArray(np.asarray(times, float), dims="time", coords={"time": times})
+    arms = arms_of(post)
+    return (post["log_cumhaz_ref"] + post["weibull_shape"] * (np.log(time) - np.log(t_ref))
+            + log_hr_full(post, arms)).transpose("chain", "draw", "arm", "time")
+
+
+def pwe_cuts(post: xr.Dataset) -> np.ndarray:
+    """Interior cut points of a piecewise-exponential fit (``analysis.fit`` stores them in the
+    posterior's attrs, since quantile cut points depend on the data)."""
+    cuts = post.attrs.get("cuts_months")
+    if cuts is None:
+        raise KeyError("posterior attrs need 'cuts_months'; set by analysis.fit")
+    return np.asarray(json.loads(cuts) if isinstance(cuts, str) else cuts, float)
+
+
+def pwe_log_rate(post: xr.Dataset) -> xr.DataArray:
+    """log hazard per arm and interval at an average site, x = 0, dims (chain, draw, arm,
+    interval): log λ_j + log HR_a,j (per-interval log HR when time-varying)."""
+    arms = arms_of(post)
+    if "log_hr_interval" in post:
+        zero = xr.zeros_like(post["log_hr_interval"].isel(treatment=0, drop=True))
+        lhr = xr.concat([zero.expand_dims(arm=[arms[0]]),
+                         post["log_hr_interval"].rename(treatment="arm")], dim="arm")
+        lhr = lhr.assign_coords(arm=list(arms))
+    else:
+        lhr = log_hr_full(post, arms)
+    return (post["log_hazard"] + lhr).transpose("chain", "draw", "arm", "interval")
+
+
+def pwe_log_cumhaz(post: xr.Dataset, times: np.ndarray, spec: AnalysisSpec) -> xr.DataArray:
+    """log H_a(t) = log Σ_j exp(log λ_j + log HR_a,j) e_j(t), e_j(t) = time spent in I_j by t."""
+    from bayes_ablation.data.aggregate import exposure_matrix
+
+    times = np.asarray(times, float)
+    exposure = exposure_matrix(times, pwe_cuts(post))                      # (time, interval)
+    log_rate = pwe_log_rate(post)
+    cumhaz = np.einsum("cdaj,tj->cdat", np.exp(log_rate.values), exposure)
+    return xr.DataArray(np.log(cumhaz), dims=("chain", "draw", "arm", "time"),
+                        coords={"chain": log_rate["chain"], "draw": log_rate["draw"],
+                                "arm": log_rate["arm"], "time": times})
+
+
+
+
+def pwe_extra_estimands(post: xr.Dataset, spec: AnalysisSpec) -> dict[str, xr.DataArray]:
+    """Hazard per interval by arm (average site, x = 0), and per-interval HRs when the
+    treatment effect is time-varying."""
+    out = {"hazard": np.exp(pwe_log_rate(post)).rename("hazard")}
+    if "log_hr_interval" in post:
+        out["hr_interval"] = np.exp(post["log_hr_interval"]).rename("hr_interval")
+    return out
+
+
+
+
+def survival_at(idata: Any, spec: AnalysisSpec, times: np.ndarray,
+                site_target: str = "average") -> xr.DataArray:
+    """Posterior draws of S_arm(t) (chain, draw, arm, time), standardised over covariates,
+    for an ``average`` or a ``new`` site."""
+    post = posterior_of(idata)
+    x = None
+    if "constant_data" in idata.children and "x" in idata.constant_data:
+        x = np.asarray(idata.constant_data["x"].values)
+    site_sd = None if site_target == "average" else site_sd_by_arm(post, arms_of(post))
+    log_cumhaz = family_part(spec.model, "log_cumhaz")(post, np.asarray(times, float), spec)
+    return survival_curves(log_cumhaz, covariate_offsets(post, x), site_sd)
+
+
+def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
+    """Every estimand the spec asks for, as posterior draws (dims chain, draw, …)."""
+    post = posterior_of(idata)
+    arms = arms_of(post)
+    est = spec.estimands
+    max_time = float(np.max(idata.constant_data["time_months"].values)) if "constant_data" in \
+        idata.children and "time_months" in idata.constant_data else est.rmst_tau_months
+    report_times = np.asarray(est.times_months, float)
+    rmst_times, rmst_weights = rmst_nodes(est.rmst_tau_months)
+    grid_median = np.geomspace(0.05, max(10 * max_time, 2 * est.rmst_tau_months, 120.0),
+                               MEDIAN_GRID_POINTS)
+    n_report, n_rmst = report_times.size, rmst_times.size
+    all_times = np.concatenate([report_times, rmst_times, grid_median])
+
+    out: dict[str, xr.DataArray] = {
+        "log_hr": post["log_hr"],
+        "hr": np.exp(post["log_hr"]),
+    }
+    per_site: dict[str, dict[str, xr.DataArray]] = {"survival": {}, "rmst": {}, "median": {}}
+    for target in SITE_TARGETS:
+        # one evaluation per target on all times (the curves are the expensive part)
+        curves = survival_at(idata, spec, all_times, target).drop_vars("time")
+        per_site["survival"][target] = curves.isel(time=slice(0, n_report)).assign_coords(
+            time=report_times)
+        rmst_curve = curves.isel(time=slice(n_report, n_report + n_rmst)).assign_coords(
+            time=rmst_times)
+        per_site["rmst"][target] = rmst_quadrature(rmst_curve, rmst_weights)
+        median_curve = curves.isel(time=slice(n_report + n_rmst, None)).assign_coords(
+            time=grid_median)
+        per_site["median"][target] = median_time(median_curve, scale="cloglog")
+    for name, by_target in per_site.items():
+        stacked = xr.concat([by_target[t] for t in SITE_TARGETS], dim="site_target")
+        out[name] = stacked.assign_coords(site_target=list(SITE_TARGETS))
+    out["survival_difference"] = contrast(out["survival"], arms)
+    out["rmst_difference"] = contrast(out["rmst"], arms)
+    extra = family(spec.model).extra_estimands
+    if extra is not None:
+        out.update(extra(post, spec))
+    ds = xr.Dataset(out)
+    ds["time"].attrs["units"] = "months"
+    ds.attrs["rmst_tau_months"] = est.rmst_tau_months
+    ds.attrs["hr_thresholds"] = list(est.hr_thresholds)
+    return ds
+
+
+def probabilities(estimands: xr.Dataset) -> dict[str, float]:
+    """P(HR < c) for each treatment and threshold, keyed 'P(HR<c) [treatment]'."""
+    probs = prob_below(estimands["hr"], estimands.attrs["hr_thresholds"])
+    out = {}
+    for treatment in probs["treatment"].values:
+        for c in probs["threshold"].values:
+            out[f"P(HR<{c:g}) [{treatment}]"] = float(probs.sel(treatment=treatment,
+                                                                threshold=c))
+    return out

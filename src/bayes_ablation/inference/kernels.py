@@ -1,0 +1,236 @@
+"""nutpie without per-process compilation: a disk-cached kernel, checked against PyMC each time.
+
+The PyMC model stays the single definition of the model. For a model family with a kernel in
+:class:`~bayes_ablation.endpoints.registry.KernelParts` (e.g. the Weibull kernel of
+:mod:`bayes_ablation.endpoints.pfs.numba_kernels`), :func:`kernel_model` reads the PyMC model (free variables,
+their transforms, the spec's priors, the ``pm.Data`` values) into a numeric plan, loads the
+kernel's machine code from numba's disk cache, and then *checks* the kernel against the PyMC
+model at random points of the unconstrained space: log density and gradient (PyTensor's
+Python linker, no rewrites: ~0.3 s) and every traced value (constrained parameters and
+deterministics). Any structural mismatch or numeric disagreement beyond 1e-8 (relative)
+returns ``None`` with the reason, and the caller compiles the model with nutpie as usual.
+
+The result is a regular ``nutpie`` compiled model: same sampler, same initial points (PyMC's
+``support_point`` with jitter, as ``nutpie.compile_pymc_model``), same trace layout.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import wraps
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from bayes_ablation.endpoints.kernel import KernelPlan, KernelUnavailable
+from bayes_ablation.endpoints.registry import family
+from bayes_ablation.spec.plan import AnalysisSpec
+
+#: relative tolerance of the per-process kernel check (values and gradients)
+CHECK_RTOL = 1e-8
+#: number of random points of the per-process check
+CHECK_POINTS = 2
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+# ------------------------------------------------------------------- evaluate and check
+
+def kernel_logp_grad(cfuncs: tuple[Any, Any], buf: np.ndarray, position: np.ndarray
+                     ) -> tuple[float, np.ndarray, int]:
+    """Call the compiled C logp callback: (log density, gradient, return code)."""
+    import ctypes
+
+    pos = np.ascontiguousarray(position, float)
+    grad = np.zeros_like(pos)
+    logp = np.zeros(1)
+    dbl = ctypes.POINTER(ctypes.c_double)
+    code = cfuncs[0].ctypes(pos.size, pos.ctypes.data_as(dbl), grad.ctypes.data_as(dbl),
+                            logp.ctypes.data_as(dbl), ctypes.c_void_p(buf.ctypes.data))
+    return float(logp[0]), grad, int(code)
+
+
+def kernel_expand(cfuncs: tuple[Any, Any], buf: np.ndarray, plan: KernelPlan,
+                  position: np.ndarray) -> np.ndarray:
+    """Call the compiled C expand callback: the flat trace vector at ``position``."""
+    import ctypes
+
+    pos = np.ascontiguousarray(position, float)
+    out = np.zeros(plan.n_expanded)
+    dbl = ctypes.POINTER(ctypes.c_double)
+    code = cfuncs[1].ctypes(pos.size, plan.n_expanded, pos.ctypes.data_as(dbl),
+                            out.ctypes.data_as(dbl), ctypes.c_void_p(buf.ctypes.data))
+    if code != 0:
+        raise KernelUnavailable(f"kernel expand returned code {code}")
+    return out
+
+
+def pymc_reference(model: Any, plan: KernelPlan) -> Any:
+    """PyMC's log density, gradient and traced values as a function of the flat position,
+    compiled with PyTensor's Python linker and no graph rewrites (fast to build)."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import Mode
+
+    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    logp = model.logp()
+    grads = pytensor.grad(logp, values)
+    remaining = [v for v in model.unobserved_value_vars if v.name not in
+                 {x.name for x in values}]
+    fn = pytensor.function(values, [logp, *grads, *[pt.as_tensor(v) for v in remaining]],
+                           mode=Mode(linker="py", optimizer=None), on_unused_input="ignore")
+    sizes = [math.prod(s) for s in plan.shapes[:len(values)]]
+    bounds = np.cumsum([0, *sizes])
+
+    def evaluate(position: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        args = [position[bounds[i]:bounds[i + 1]].reshape(plan.shapes[i])
+                for i in range(len(values))]
+        out = fn(*args)
+        grad = np.concatenate([np.ravel(g) for g in out[1:1 + len(values)]])
+        trace = np.concatenate([position, *[np.ravel(v) for v in out[1 + len(values):]]])
+        return float(out[0]), grad, trace
+
+    return evaluate
+
+
+def check_kernel(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
+                 points: np.ndarray, rtol: float = CHECK_RTOL) -> float:
+    """Largest relative disagreement between kernel and PyMC over ``points`` (rows).
+
+    Raises :class:`KernelUnavailable` when it exceeds ``rtol``.
+    """
+    reference = pymc_reference(model, plan)
+    worst = 0.0
+    for position in points:
+        lp_ref, grad_ref, trace_ref = reference(position)
+        lp, grad, code = kernel_logp_grad(cfuncs, buf, position)
+        trace = kernel_expand(cfuncs, buf, plan, position)
+        scale_g = max(1.0, float(np.max(np.abs(grad_ref))))
+        errors = {
+            "log density": abs(lp - lp_ref) / max(1.0, abs(lp_ref)),
+            "gradient": float(np.max(np.abs(grad - grad_ref))) / scale_g,
+            "traced values": float(np.max(np.abs(trace - trace_ref)
+                                          / np.maximum(1.0, np.abs(trace_ref)))),
+        }
+        if code != 0 or not all(np.isfinite(v) for v in errors.values()):
+            raise KernelUnavailable(f"kernel returned code {code} or non-finite values")
+        for what, err in errors.items():
+            if not err <= rtol:
+                raise KernelUnavailable(f"kernel {what} differs from PyMC by {err:.2e} "
+                                        f"(relative) > {rtol:g}")
+            worst = max(worst, err)
+    return worst
+
+
+def check_points(model: Any, plan: KernelPlan, n: int = CHECK_POINTS, seed: int = 0,
+                 point: dict | None = None) -> np.ndarray:
+    """Random unconstrained points near ``point`` (default PyMC's initial point), ± N(0, 1)."""
+    point = model.initial_point() if point is None else point
+    base = np.concatenate([np.ravel(point[name]) for name in plan.names[:len(model.free_RVs)]])
+    rng = np.random.default_rng(seed)
+    return base[None, :] + rng.normal(size=(n, base.size))
+
+
+# ---------------------------------------------------------------------- nutpie model
+
+def _pymc_point_function(model: Any) -> Any:
+    """PyMC's initial points as ``nutpie.compile_pymc_model`` makes them (support point plus
+    jitter, seeded per chain), as a dict of transformed values."""
+    from pymc.initial_point import make_initial_point_fn
+
+    return make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
+                                 default_strategy="support_point", return_transformed=True)
+
+
+def _flat_initial_points(fn: Any, names: list[str]) -> Any:
+    lock = threading.Lock()
+
+    @wraps(fn)
+    def flat(seed: Any = None) -> np.ndarray:
+        with lock:
+            point = fn(seed)
+        return np.ascontiguousarray(np.concatenate([np.ravel(point[k]).astype("float64")
+                                                    for k in names]))
+    return flat
+
+
+def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
+    import pandas as pd
+
+    coords = {name: pd.Index(vals) for name, vals in model.coords.items() if vals is not None}
+    value_names = plan.names[:len(model.free_RVs)]
+    flat_names = []
+    for name, shape in zip(value_names, plan.shapes, strict=False):
+        if shape:
+            flat_names.extend(f"{name}_{'.'.join(map(str, idx))}" for idx in np.ndindex(shape))
+        else:
+            flat_names.append(name)
+    coords["unconstrained_parameter"] = pd.Index(flat_names)
+    dims = {k: tuple(v) for k, v in model.named_vars_to_dims.items() if v}
+    return dims, coords
+
+
+def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
+                 point_function: Any = None) -> Any:
+    """A ``nutpie`` compiled model that calls the cached kernel."""
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    point_function = point_function or _pymc_point_function(model)
+
+    dims, coords = _dims_and_coords(model, plan)
+    bounds = np.cumsum([0, *[math.prod(s) for s in plan.shapes]])
+    shape_info = (list(plan.names), [slice(int(a), int(b)) for a, b in pairwise(bounds)],
+                  [tuple(s) for s in plan.shapes])
+    return CompiledPyMCModel(
+        _n_dim=plan.n_dim, dims=dims, _coords=coords,
+        _shapes={n: tuple(s) for n, s in zip(plan.names, plan.shapes, strict=True)},
+        compiled_logp_func=cfuncs[0], compiled_expand_func=cfuncs[1],
+        initial_point_func=_flat_initial_points(point_function,
+                                                plan.names[:len(model.free_RVs)]),
+        shared_data={},
+        shared_var_keys={}, user_data=buf, n_expanded=plan.n_expanded, shape_info=shape_info,
+        logp_func=None, expand_func=None, reparameterized_names=list(plan.reparameterized))
+
+
+_CHECKED: dict[Any, float] = {}
+
+
+def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple[Any, dict]:
+    """A checked, cache-compiled nutpie model for ``model``, and facts for provenance.
+
+    Raises :class:`KernelUnavailable` (with the reason) when no kernel applies or the check
+    fails. ``cache_key`` (a model-structure key) skips the re-check of a structure already
+    checked in this process; the data are always the model's current ``pm.Data`` values.
+    """
+    import time
+
+    kernel = family(spec.model).kernel
+    if kernel is None:
+        raise KernelUnavailable(f"no cached kernel for model family {spec.model!r}")
+    t0 = time.perf_counter()
+    point_function = _pymc_point_function(model)
+    point = point_function(0)
+    plan = kernel.plan(model, spec, point)
+    buf = kernel.buffer(plan, model)
+    t1 = time.perf_counter()
+    cfuncs = kernel.cfuncs()
+    t2 = time.perf_counter()
+    key = (cache_key, tuple(plan.names), tuple(plan.shapes)) if cache_key is not None else None
+    if key is not None and key in _CHECKED:
+        worst = _CHECKED[key]
+    else:
+        worst = check_kernel(model, plan, buf, cfuncs, check_points(model, plan, point=point))
+        if key is not None:
+            _CHECKED[key] = worst
+    t3 = time.perf_counter()
+    compiled = nutpie_model(model, plan, buf, cfuncs, point_function)
+    facts = {"logp_kernel": f"numba cached ({plan.family})",
+             "kernel_loaded_from_disk_cache": all(getattr(f, "cache_hits", 0) > 0
+                                                  for f in cfuncs),
+             "kernel_check_max_rel_error": worst,
+             "kernel_plan_seconds": t1 - t0, "kernel_load_seconds": t2 - t1,
+             "kernel_check_seconds": t3 - t2}
+    return compiled, facts

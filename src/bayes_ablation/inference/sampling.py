@@ -1,0 +1,241 @@
+"""Sampling: backend choice (nutpie by default, PyMC NUTS as fallback), seeds, progress, timings.
+
+Reproducibility. Same seed + same inputs give the same draws *within one Python hash seed*:
+PyTensor's graph rewrites iterate over sets, so with a random ``PYTHONHASHSEED`` two processes
+can compile algebraically equal but differently ordered floating-point graphs, and NUTS
+amplifies the last-bit differences into different draws (measured: nutpie, 2 processes,
+PYTHONHASHSEED=1 vs 2 → different draws; =0 twice → identical). The CLI therefore re-executes
+itself with ``PYTHONHASHSEED=0`` when it is unset, and every result records the hash seed.
+
+Compiled models are cached per process, keyed by the model's structure: a second fit of the
+same structure swaps data into the compiled model (``with_data``) instead of recompiling.
+
+Cached kernels. nutpie's compilation of a PyMC model (a ``numba.cfunc`` that cannot be cached
+on disk) costs 8–20 s in every new process. When the analysis spec is passed and its model
+family has a kernel (:mod:`bayes_ablation.inference.kernels`), nutpie samples with that disk-cached
+kernel instead, after checking in this process that it reproduces the PyMC model's log
+density, gradient and traced values; otherwise (or if the check fails) nutpie compiles the
+PyMC model as before. Draws from the kernel do not depend on ``PYTHONHASHSEED`` (nothing is
+compiled by PyTensor's set-ordered rewrites).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from bayes_ablation.errors import SamplingError
+from bayes_ablation.spec.plan import AnalysisSpec, SamplerSpec
+
+_COMPILED: dict[Any, Any] = {}
+
+
+@dataclass
+class SamplingResult:
+    """Posterior draws plus how they were obtained."""
+
+    idata: xr.DataTree
+    sampler: str
+    settings: dict[str, Any]
+    timings: dict[str, float]
+    fallback_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    #: how the log density was evaluated (``logp_kernel``) and the kernel check's facts
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def data_values(model: pm.Model) -> dict[str, np.ndarray]:
+    """The current values of the model's ``pm.Data`` containers."""
+    return {var.name: np.asarray(var.get_value()) for var in model.data_vars}
+
+
+def _structure_key(model: pm.Model, cache_key: Any) -> Any:
+    sizes = tuple(sorted((k, len(v)) for k, v in model.coords.items() if v is not None
+                         and k != "patient" and k != "lesion" and k != "cell"))
+    return (cache_key, sizes)
+
+
+def compiled_nutpie_model(model: pm.Model, cache_key: Any = None) -> tuple[Any, float, bool]:
+    """A nutpie ``CompiledModel`` for ``model``; reused (with new data) when cached.
+
+    Returns (compiled model, compile seconds, cache hit).
+    """
+    import nutpie
+
+    key = _structure_key(model, cache_key) if cache_key is not None else None
+    start = time.perf_counter()
+    if key is not None and key in _COMPILED:
+        cached = _COMPILED[key]
+        # nutpie keys ``shared_data`` by random ids; the names live in ``shared_var_keys``.
+        # Only data the compiled functions read can (and must) be swapped in; data outside
+        # the likelihood (e.g. per-patient data of an aggregated model) are not inputs.
+        known = {var.name for var in getattr(cached, "shared_var_keys", {})}
+        updates = {k: v for k, v in data_values(model).items() if k in known}
+        compiled = cached.with_data(**updates)
+        return compiled, time.perf_counter() - start, True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # BLAS link warning of the pip wheels
+        compiled = nutpie.compile_pymc_model(model)
+    if key is not None:
+        _COMPILED[key] = compiled
+    return compiled, time.perf_counter() - start, False
+
+
+def _relabel(idata: xr.DataTree, model: pm.Model) -> None:
+    """Give the posterior this model's coordinate labels: a cached compiled model swaps in new
+    data but keeps the labels of the model it was compiled from (site names, arm names,
+    interval labels of other data)."""
+    post = idata.posterior.to_dataset()
+    labels = {k: list(v) for k, v in model.coords.items()
+              if v is not None and k in post.dims and len(v) == post.sizes[k]}
+    idata["posterior"] = post.assign_coords(labels)
+
+
+def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
+    """Attach ``observed_data`` and ``constant_data`` groups (nutpie returns neither)."""
+    dims = model.named_vars_to_dims
+    constant = {}
+    for var in model.data_vars:
+        d = dims.get(var.name)
+        value = np.asarray(var.get_value())
+        constant[var.name] = xr.Variable(d if d else [f"{var.name}_dim_{i}" for i in
+                                                      range(value.ndim)], value)
+    observed = {}
+    for rv in model.observed_RVs:
+        obs = model.rvs_to_values[rv]
+        value = np.asarray(obs.get_value() if hasattr(obs, "get_value") else obs.data)
+        d = dims.get(rv.name)
+        observed[rv.name] = xr.Variable(d if d else [f"{rv.name}_dim_{i}" for i in
+                                                     range(value.ndim)], value)
+
+    def coords_for(variables: dict[str, xr.Variable]) -> dict[str, Any]:
+        used = {d for v in variables.values() for d in v.dims}
+        return {k: list(v) for k, v in model.coords.items() if k in used and v is not None}
+
+    if "constant_data" not in idata.children:
+        idata["constant_data"] = xr.Dataset(constant, coords=coords_for(constant))
+    if "observed_data" not in idata.children:
+        idata["observed_data"] = xr.Dataset(observed, coords=coords_for(observed))
+    return idata
+
+
+def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
+           cache_key: Any = None, cores: int | None = None, spec: AnalysisSpec | None = None,
+           logp_kernel: str = "auto", while_sampling: Callable[[], Any] | None = None
+           ) -> SamplingResult:
+    """Draw from the posterior of ``model`` with the spec's sampler settings.
+
+    ``backend='nutpie'``: with ``spec`` given and ``logp_kernel='auto'``, nutpie samples with
+    the model family's disk-cached kernel when one exists and passes its check against the
+    PyMC model; otherwise (or with ``logp_kernel='pytensor'``) nutpie compiles the PyMC model.
+    If nutpie fails, PyMC's NUTS is used; the fallback and its reason are recorded.
+    ``cache_key`` enables compiled-model reuse within the process. ``while_sampling`` is
+    called once while nutpie's threads sample (preparation work that needs no draws, using
+    the interpreter while it would otherwise wait); its errors are ignored.
+    ``settings.adaptation`` (mass matrix) applies to nutpie; PyMC's NUTS always adapts a
+    diagonal one (recorded as such).
+    """
+    if logp_kernel not in ("auto", "pytensor"):
+        raise ValueError(f"logp_kernel must be 'auto' or 'pytensor', got {logp_kernel!r}")
+    cores = cores or min(settings.chains, os.cpu_count() or 1)
+    common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
+              "adaptation": settings.adaptation}
+    fallback_reason = None
+    if settings.backend == "nutpie":
+        kernel_reason = "not requested" if logp_kernel == "pytensor" else "no spec given"
+        if spec is not None and logp_kernel == "auto":
+            try:
+                return _sample_kernel(model, spec, settings, progress, cache_key, cores, common,
+                                      while_sampling)
+            except Exception as exc:
+                kernel_reason = f"{type(exc).__name__}: {exc}"
+        try:
+            result = _sample_nutpie(model, settings, progress, cache_key, cores, common,
+                                    while_sampling)
+            result.details["cached_kernel_unavailable"] = kernel_reason
+            return result
+        except Exception as exc:
+            fallback_reason = f"nutpie failed: {type(exc).__name__}: {exc}"
+    result = _sample_pymc(model, settings, progress, cores, common)
+    result.fallback_reason = fallback_reason
+    return result
+
+
+def _nutpie_draws(compiled: Any, settings: SamplerSpec, progress: bool, cores: int,
+                  while_sampling: Callable[[], Any] | None = None) -> tuple[xr.DataTree, float]:
+    import nutpie
+
+    start = time.perf_counter()
+    sampler = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
+                            chains=settings.chains, cores=cores, seed=settings.seed,
+                            target_accept=settings.target_accept, progress_bar=progress,
+                            save_warmup=False, blocking=False,
+                            adaptation=settings.adaptation)
+    if while_sampling is not None:
+        try:
+            while_sampling()
+        except Exception:  # preparation only: never a reason to lose the draws
+            pass
+    idata = sampler.wait()
+    return idata, time.perf_counter() - start
+
+
+def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, progress: bool,
+                   cache_key: Any, cores: int, common: dict[str, Any],
+                   while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
+    from bayes_ablation.inference.kernels import kernel_model
+
+    start = time.perf_counter()
+    compiled, facts = kernel_model(model, spec, cache_key)
+    compile_s = time.perf_counter() - start
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
+    _relabel(idata, model)
+    add_data_groups(idata, model)
+    return SamplingResult(idata=idata, sampler="nutpie", settings=common,
+                          timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
+                                   "compile_cache_hit": float(
+                                       facts["kernel_loaded_from_disk_cache"])},
+                          details=facts)
+
+
+def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache_key: Any,
+                   cores: int, common: dict[str, Any],
+                   while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
+    compiled, compile_s, hit = compiled_nutpie_model(model, cache_key)
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
+    _relabel(idata, model)
+    add_data_groups(idata, model)
+    return SamplingResult(idata=idata, sampler="nutpie", settings=common,
+                          timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
+                                   "compile_cache_hit": float(hit)},
+                          details={"logp_kernel": "pytensor (nutpie.compile_pymc_model)"})
+
+
+def _sample_pymc(model: pm.Model, settings: SamplerSpec, progress: bool, cores: int,
+                 common: dict[str, Any]) -> SamplingResult:
+    start = time.perf_counter()
+    try:
+        with model, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() warning, see notes
+            idata = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                              cores=cores, random_seed=settings.seed, nuts_sampler="pymc",
+                              target_accept=settings.target_accept, progressbar=progress,
+                              compute_convergence_checks=False)
+    except Exception as exc:
+        raise SamplingError(f"PyMC NUTS failed: {type(exc).__name__}: {exc}") from exc
+    total = time.perf_counter() - start
+    sampling_s = float(idata.posterior.attrs.get("sampling_time", total))
+    add_data_groups(idata, model)
+    return SamplingResult(idata=idata, sampler="pymc", settings={**common, "adaptation": "diag"},
+                          timings={"compile_seconds": max(total - sampling_s, 0.0),
+                                   "sampling_seconds": sampling_s, "compile_cache_hit": 0.0},
+                          details={"logp_kernel": "pytensor (PyMC NUTS)"})

@@ -1,1 +1,0 @@
-"""Model builders: spec + validated tables -> ``pm.Model``. Builders build graphs, nothing else."""

@@ -1,2 +1,0 @@
-"""Interim monitoring: designs, fast posterior path, predictive probability of success,
-decisions, ledger, operating characteristics."""

@@ -1,0 +1,150 @@
+"""Result bundles: a folder written atomically (temporary folder, then one rename).
+
+Layout::
+
+    <out>/spec.toml          the analysis spec exactly as used
+    <out>/posterior.nc       ArviZ DataTree (posterior, sample_stats, observed/constant data,
+                             estimands) — or posterior.zarr
+    <out>/estimands.csv      one row per scalar estimand
+    <out>/<table>.csv        further tables a result adds (e.g. prior_sensitivity.csv)
+    <out>/summary.json       estimands, probabilities, diagnostics, provenance
+    <out>/report.html        self-contained report
+    <out>/figures/*.png
+    <out>/MANIFEST.json      SHA-256 of every file above, written last
+
+A bundle either appears complete or not at all: a failure while writing removes the temporary
+folder and leaves any existing ``<out>`` untouched. An existing ``<out>`` is replaced only with
+``force=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bayes_ablation.core.files import atomic_folder, json_default, verify
+from bayes_ablation.errors import BundleError
+
+if TYPE_CHECKING:
+    from bayes_ablation.results.contract import AnalysisResult
+
+#: zlib level of the NetCDF posterior's numeric arrays (lossless; values, dtypes unchanged)
+NETCDF_COMPLEVEL = 4
+
+
+def posterior_tree(result: AnalysisResult) -> Any:
+    """The DataTree saved in the bundle: the fit's groups, an ``estimands`` group and the
+    result's further groups; the root's attrs describe the file (spec name and SHA-256, data
+    SHA-256, provenance as JSON), so the posterior file names what produced it."""
+    import xarray as xr
+
+    groups = ({name: result.idata[name].to_dataset() for name in result.idata.children}
+              if result.idata is not None else {})
+    estimands = result.estimands.copy()
+    estimands.attrs = {k: json.dumps(v) if isinstance(v, list | dict) else v
+                       for k, v in estimands.attrs.items()}
+    groups["estimands"] = estimands
+    for name, extra in result.groups.items():   # e.g. exact posterior grids
+        groups[name] = extra
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs.update(self_description(result))
+    return tree
+
+
+def self_description(result: AnalysisResult) -> dict[str, str]:
+    """Attributes that make a posterior file describe itself (strings: NetCDF-safe)."""
+    prov = result.provenance
+    return {"bayes_ablation_analysis": result.spec.name,
+            "endpoint": result.spec.endpoint, "model": result.spec.model,
+            "spec_sha256": str(prov.get("spec_sha256", result.spec.sha256)),
+            "data_sha256": str(prov.get("data_sha256", "")),
+            "created_utc": str(prov.get("created_utc", "")),
+            "provenance": json.dumps(dict(prov), default=json_default, sort_keys=True)}
+
+
+def netcdf_encoding(tree: Any, complevel: int = NETCDF_COMPLEVEL) -> dict[str, dict[str, Any]]:
+    """Per-group, per-variable NetCDF encoding: zlib (with byte shuffle) for every non-empty,
+    non-scalar numeric array; strings, scalars and empty arrays are stored as they are.
+    Lossless: reading the file back gives the same values, bit for bit, and the same dtypes."""
+    encoding: dict[str, dict[str, Any]] = {}
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        group = {name: {"zlib": True, "complevel": complevel, "shuffle": True}
+                 for name, var in ds.variables.items()
+                 if var.dtype.kind in "biufc" and var.ndim > 0 and var.size > 0}
+        if group:
+            encoding[node.path] = group
+    return encoding
+
+
+def write_bundle(result: AnalysisResult, out: str | Path, *, report_html: str,
+                 figures: Mapping[str, bytes], force: bool = False,
+                 posterior_format: str = "netcdf", spec_text: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> Path:
+    """Write ``result`` as a bundle at ``out`` (see module docstring), with the report the
+    caller rendered (``report_html`` and the figures' PNG bytes by name)."""
+    if posterior_format not in ("netcdf", "zarr"):
+        raise BundleError(f"posterior_format must be 'netcdf' or 'zarr', got {posterior_format!r}")
+    say = progress or (lambda msg: None)
+
+    def write(tmp: Path) -> None:
+        text = spec_text if spec_text is not None else spec_file_text(result.spec)
+        (tmp / "spec.toml").write_text(text)
+        say("writing posterior")
+        tree = posterior_tree(result)
+        if posterior_format == "netcdf":
+            tree.to_netcdf(tmp / "posterior.nc", engine="h5netcdf",
+                           encoding=netcdf_encoding(tree))
+        else:
+            tree.to_zarr(tmp / "posterior.zarr")
+        result.estimand_table.to_csv(tmp / "estimands.csv", index=False)
+        for name, frame in result.tables.items():   # e.g. prior sensitivity
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+        (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2,
+                                                     default=json_default))
+        folder = tmp / "figures"
+        folder.mkdir()
+        for name, png in figures.items():
+            (folder / f"{name}.png").write_bytes(png)
+        (tmp / "report.html").write_text(report_html, encoding="utf-8")
+
+    return atomic_folder(out, write, force=force)
+
+
+def spec_file_text(spec: Any) -> str:
+    """The spec as used: its original file (comments kept) when the content still matches the
+    spec's hash, otherwise the spec regenerated from its (e.g. overridden) content."""
+    import tomllib
+
+    from bayes_ablation.spec.plan import canonical_sha256
+
+    src = Path(spec.source_path)
+    if src.is_file():
+        text = src.read_text()
+        try:
+            if canonical_sha256(tomllib.loads(text)) == spec.sha256:
+                return text
+        except tomllib.TOMLDecodeError:
+            pass
+    return f"# regenerated from the analysis as run (differs from {src})\n" + spec.to_toml_text()
+
+
+def read_summary(bundle: str | Path) -> dict[str, Any]:
+    """Read ``summary.json`` of a bundle after checking the manifest."""
+    bundle = Path(bundle)
+    verify(bundle)
+    return json.loads((bundle / "summary.json").read_text())
+
+
+def open_posterior(bundle: str | Path) -> Any:
+    """The bundle's DataTree (posterior, sample_stats, …, estimands)."""
+    import xarray as xr
+
+    bundle = Path(bundle)
+    if (bundle / "posterior.nc").exists():
+        return xr.open_datatree(bundle / "posterior.nc", engine="h5netcdf")
+    if (bundle / "posterior.zarr").exists():
+        return xr.open_datatree(bundle / "posterior.zarr", engine="zarr")
+    raise BundleError(f"{bundle} has no posterior.nc or posterior.zarr")

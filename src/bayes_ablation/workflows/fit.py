@@ -1,0 +1,180 @@
+"""Compose one analysis: spec + tables → model → posterior → estimands, gate and checks.
+
+One pipeline for every sampled endpoint; what differs between endpoints (model data,
+estimands, probabilities, posterior predictive checks, summary entries) comes from the
+endpoint's :class:`~bayes_ablation.endpoints.registry.Endpoint` entry. Evidence pooling
+(endpoint ``meta``, with its exact quadrature path) is :func:`bayes_ablation.workflows.meta.fit_meta`.
+
+    >>> from bayes_ablation import fit
+    >>> result = fit("models/pfs_weibull_site.toml", "examples/pfs_trial.csv", seed=7)
+    >>> result.summary()                     # estimands (DataFrame, one row per label)
+    >>> az.summary(result.posterior)         # ArviZ on the posterior DataTree
+    >>> result.save("results/pfs")           # bundle: posterior, tables, report
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_ablation.core.console import interactive
+from bayes_ablation.core.provenance import (
+    Stopwatch,
+    import_modules,
+    process_age_seconds,
+)
+from bayes_ablation.data.lesions import LesionTable, read_lr_data
+from bayes_ablation.data.schema import PatientTable, read_patients
+from bayes_ablation.endpoints.registry import Prepared, endpoint
+from bayes_ablation.spec.plan import AnalysisSpec
+from bayes_ablation.workflows.result import (
+    Result,
+    SpecLike,
+    as_spec,
+    compiled_model_key,
+    describe_self,
+    sampled_provenance,
+    sampling_timings,
+)
+
+logger = logging.getLogger(__name__)
+
+TableLike = PatientTable | pd.DataFrame | str | Path
+
+
+def prepare_outputs() -> None:
+    """One-time set-up of the post-processing libraries (cached numba estimand kernel,
+    xarray's array-type discovery, NetCDF writer, matplotlib fonts): done while the sampler's
+    threads run, so it costs no wall time on a machine with a free core."""
+    from bayes_ablation.survival.kernels import gh_tables, mixed_survival
+
+    mixed_survival(np.zeros((1, 1, 1)), np.zeros((1, 1)), np.ones(1), np.ones((1, 1)),
+                   *gh_tables())
+    xr.DataArray(np.zeros(1), dims="x").to_dataset(name="x")
+    import h5netcdf  # noqa: F401  (the bundle's posterior writer)
+
+    from bayes_ablation.report.plots import plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.set_title("–")
+    fig.canvas.draw()
+    plt.close(fig)
+
+
+def _tables(spec: AnalysisSpec, patients: TableLike | LesionTable | None,
+            lesions: LesionTable | pd.DataFrame | str | Path | None
+            ) -> tuple[PatientTable, LesionTable | None]:
+    """Validated tables from tables, DataFrames or paths."""
+    if isinstance(patients, LesionTable) and lesions is None:
+        return patients.patients, patients
+    if patients is None:
+        raise TypeError("fit needs a patient table (PatientTable, DataFrame or path)")
+    if lesions is not None and not isinstance(lesions, LesionTable):
+        if isinstance(patients, PatientTable):
+            raise TypeError("with lesions= a DataFrame or a path, give the patient table the "
+                            "same way: both are validated together (see read_lr_data)")
+        table = read_lr_data(patients, lesions, spec)
+        return table.patients, table
+    if not isinstance(patients, PatientTable):
+        patients = read_patients(patients, spec)
+    return patients, lesions
+
+
+def fit(spec: SpecLike, patients: TableLike | None = None, *,
+        lesions: LesionTable | pd.DataFrame | str | Path | None = None,
+        seed: int | None = None, progress: bool | None = None, ppc_draws: int = 100,
+        cache_key: Any = "default", run_ppc: bool = True,
+        log_likelihood: bool = True) -> Result:
+    """Run the analysis the spec pre-specifies.
+
+    ``spec``: an :class:`~bayes_ablation.spec.plan.AnalysisSpec` or the path of its TOML file.
+    ``patients``: a validated :class:`~bayes_ablation.data.schema.PatientTable`, a pandas
+    DataFrame or a CSV/Parquet path (validated against the spec). The ``local_recurrence``
+    endpoint needs ``lesions`` as well (a :class:`~bayes_ablation.data.lesions.LesionTable`
+    validated against this patient table, a DataFrame or a path). ``seed`` overrides the
+    spec's sampler seed (recorded: the spec as run, and its hash, carry the new seed).
+    ``progress`` (default: when the session is interactive) shows the sampler's progress bar.
+    ``log_likelihood`` adds the pointwise ``log_likelihood`` group (per patient; per cell too
+    for aggregated models) that LOO model comparison needs. A ``meta`` spec is handed to
+    :func:`~bayes_ablation.workflows.meta.fit_meta` (``patients``: the study table).
+    """
+    spec = as_spec(spec)
+    if seed is not None:
+        spec = spec.with_sampler(seed=int(seed))
+    progress = interactive() if progress is None else progress
+    if spec.endpoint == "meta":
+        from bayes_ablation.workflows.meta import fit_meta
+
+        return fit_meta(spec, patients, progress=progress, cache_key=cache_key)
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.endpoints.pfs.loglik import log_likelihood_group
+    from bayes_ablation.inference import convergence
+    from bayes_ablation.inference.sampling import sample
+    from bayes_ablation.survival.estimands import summarise
+
+    started = time.perf_counter()
+    process_age_at_fit = process_age_seconds()
+    ep = endpoint(spec.endpoint)
+    patient_table, lesion_table = _tables(spec, patients, lesions)
+    prepared: Prepared = ep.prepare(spec, patient_table, lesion_table)
+    # the heavy libraries this analysis uses, imported up front so their cost is on record
+    heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
+    imports_s = import_modules(heavy)
+    clock = Stopwatch()
+    logger.info("fitting %s (%s, %s, %dx%d draws)", spec.name, spec.model,
+                spec.sampler.backend, spec.sampler.chains, spec.sampler.draws)
+    with clock("build_model"):
+        model = build_model(spec, prepared.model_data)
+    key = compiled_model_key(spec, cache_key, *prepared.compile_extra)
+    sampled = sample(model, spec.sampler, progress=progress, cache_key=key, spec=spec,
+                     while_sampling=prepare_outputs)
+    idata = sampled.idata
+    idata.posterior.attrs["arms"] = json.dumps(list(prepared.arms))
+    idata.posterior.attrs["spec_sha256"] = spec.sha256
+    model_details: dict[str, Any] = {}
+    if "interval_start" in idata.constant_data:  # piecewise models: the cut points used
+        cuts = [float(c) for c in idata.constant_data["interval_start"].values[1:]]
+        idata.posterior.attrs["cuts_months"] = json.dumps(cuts)
+        model_details["cuts_months"] = cuts
+    if "cell" in idata.constant_data.dims:
+        model_details["aggregated_cells"] = int(idata.constant_data.sizes["cell"])
+
+    with clock("log_likelihood"):
+        if log_likelihood and ep.pointwise_loglik:
+            group, notes = log_likelihood_group(idata, spec)
+            if group.data_vars:
+                idata["log_likelihood"] = group
+            if notes:
+                model_details["log_likelihood_notes"] = notes
+    with clock("estimands"):
+        estimands = ep.estimands(idata, spec)
+        table = summarise(estimands, spec.estimands.interval_prob)
+        probs = ep.probabilities(estimands)
+    with clock("diagnostics"):
+        report = convergence.convergence(idata, spec.diagnostics)
+    checks: dict[str, xr.Dataset] = {}
+    with clock("posterior_predictive"):
+        if run_ppc and ep.checks is not None:
+            checks = ep.checks(idata, spec, prepared, ppc_draws, spec.sampler.seed)
+
+    stages = clock.seconds
+    timings = {"process_start_to_fit": process_age_at_fit, "imports": imports_s,
+               "build_model": stages["build_model"], **sampling_timings(sampled),
+               **{k: stages[k] for k in ("estimands", "diagnostics", "posterior_predictive",
+                                         "log_likelihood")},
+               "fit_total": time.perf_counter() - started}
+    provenance = sampled_provenance(spec, prepared.provenance, sampled, timings)
+    describe_self(idata, spec, provenance)
+    entries = (ep.summary_entries(spec, prepared, checks, model_details)
+               if ep.summary_entries is not None else {})
+    return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
+                  probabilities=probs, diagnostics=report, provenance=provenance,
+                  data_summary=prepared.summary, checks=checks, summary_entries=entries,
+                  headline=tuple(ep.headline(table)) if ep.headline else ())

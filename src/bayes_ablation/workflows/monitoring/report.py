@@ -1,0 +1,193 @@
+"""Monitoring reports, as sections the HTML writer renders: the trajectory over all looks in
+the ledger with the current look's numbers and rules (report kind ``monitor``), and the
+operating characteristics of a design (``oc``). Both folders are written atomically."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bayes_ablation.report.html import render_report
+from bayes_ablation.results.sections import (
+    Banner,
+    FigureSpec,
+    Report,
+    Section,
+    Table,
+    register_report,
+    section,
+)
+
+if TYPE_CHECKING:
+    from bayes_ablation.spec.design import Design
+    from bayes_ablation.workflows.monitoring.ledger import LookRecord
+
+
+def looks_table(looks: Sequence[LookRecord]) -> pd.DataFrame:
+    rows = []
+    for r in looks:
+        res = r.result
+        rows.append({
+            "look": r.look, "cut date": r.cut_date, "analysis": res.get("analysis"),
+            "patients": res["data"]["patients"], "events": res["data"]["events"],
+            "P(HR<1)": r.p_hr_lt_1,
+            "HR median [95%]": f"{res['posterior']['hr_median']:.2f} "
+                               f"[{res['posterior']['hr_q2.5']:.2f}, "
+                               f"{res['posterior']['hr_q97.5']:.2f}]",
+            "PPoS": "" if r.ppos is None else f"{r.ppos:.3f} ± {r.ppos_mcse:.3f}",
+            "decision": r.decision, "recorded (UTC)": r.created_utc,
+            "data SHA-256": r.data_sha256[:12] + "…",
+        })
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class MonitorReportInput:
+    design: Design
+    looks: Sequence[LookRecord]
+    current: LookRecord
+    ledger_path: str
+    message: str
+
+
+def _ppos_rows(ppos: dict[str, Any] | None) -> pd.DataFrame:
+    if ppos is None:
+        return pd.DataFrame()
+    return pd.DataFrame([
+        {"quantity": "PPoS", "value": f"{ppos['ppos']:.4f} (MC SE {ppos['mcse']:.4f}, "
+                                      f"{ppos['n_draws']} continuations)"},
+        {"quantity": "success rule at the final analysis", "value": ppos["success_rule"]},
+        {"quantity": "months from cut to final analysis (median [5%, 95%])",
+         "value": "{median:.1f} [{q5:.1f}, {q95:.1f}]".format(**ppos["final_months_after_cut"])},
+        {"quantity": "patients at the final analysis (median [5%, 95%])",
+         "value": "{median:.0f} [{q5:.0f}, {q95:.0f}]".format(**ppos["final_enrolled"])},
+        {"quantity": "events at the final analysis (median [5%, 95%])",
+         "value": "{median:.0f} [{q5:.0f}, {q95:.0f}]".format(**ppos["final_events"])},
+    ])
+
+
+@register_report("monitor")
+def monitor_sections(obj: MonitorReportInput) -> Report:
+    design, looks, current = obj.design, obj.looks, obj.current
+    res = current.result
+    rules = pd.DataFrame([{"rule": e["rule"],
+                           "value": "" if e["value"] is None else f"{e['value']:.4f}",
+                           "holds": "yes" if e["holds"] else "no", "note": e["note"]}
+                          for e in res["decision"]["rules"]])
+    post = res["posterior"]
+    fast = res["fast_posterior"]
+    post_rows = pd.DataFrame(
+        [{"quantity": k, "full posterior (MCMC)": v,
+          "fast posterior (Laplace)": fast.get(k, float("nan"))}
+         for k, v in post.items() if k.startswith("P(HR<")]
+        + [{"quantity": "log HR mean", "full posterior (MCMC)": post["log_hr_mean"],
+            "fast posterior (Laplace)": fast["log_hr_mean"]},
+           {"quantity": "log HR sd", "full posterior (MCMC)": post["log_hr_sd"],
+            "fast posterior (Laplace)": fast["log_hr_sd"]}])
+    gate = ("" if post["diagnostics_passed"] else
+            "<div class='banner fail'>CONVERGENCE GATE FAILED at this look — "
+            + html.escape("; ".join(post["diagnostics_failures"])) + "</div>")
+    intro = (f"<p>{html.escape(design.description)}</p>\n"
+             f"<p class=\"muted\">design <code>{html.escape(design.source_path)}</code> SHA-256 "
+             f"<code>{current.design_sha256[:16]}…</code> · analysis spec <code>"
+             f"{html.escape(design.spec.name)}</code> · data SHA-256 <code>"
+             f"{current.data_sha256[:16]}…</code> · ledger <code>{html.escape(obj.ledger_path)}"
+             f"</code> (chain head <code>{looks[-1].row_hash[:16]}…</code>)</p>")
+    decision = res["decision"]
+    banner = Banner(decision["action"] in ("continue", "success"),
+                    f"Decision: {html.escape(decision['action'])} — "
+                    f"{html.escape(decision['reason'])}")
+    data = res["data"]
+    rules_text = "".join(f"<li>{html.escape(r.describe())}"
+                         + (f" (looks {list(r.looks)})" if r.looks else "") + "</li>"
+                         for r in design.rules)
+    ppos_rows = _ppos_rows(res.get("ppos"))
+    sections = (
+        section("Trajectory over all looks",
+                f"<p class=\"muted\">{html.escape(obj.message)}</p>{gate}",
+                FigureSpec("trajectory", "monitor_trajectory", {"looks": list(looks),
+                                                                "design": design}),
+                looks_table(looks)),
+        section(f"This look: {res['comparison']}",
+                pd.DataFrame([{"arm": a, **v} for a, v in data["by_arm"].items()]),
+                f"<p class=\"muted\">{data['patients']} patients randomised by the cut, "
+                f"{data['events']} progressions known; {data['randomised_after_cut']} "
+                f"randomised later (not included), {data['progressions_after_cut']} later "
+                f"progressions censored at the cut, {data['withdrawn']} withdrawn.</p>"),
+        section("Posterior", Table(post_rows, digits=4)),
+        section("Predictive probability of success",
+                ppos_rows if len(ppos_rows) else "<p>Final analysis: no prediction needed.</p>"),
+        section("Decision rules at this look", rules),
+        section("Pre-specified design",
+                f"<ul><li>final analysis: {html.escape(design.final_description())}</li>"
+                f"<li>planned accrual: {design.accrual.total_n} patients at "
+                f"{design.accrual.rate_per_month:g}/month over {len(design.accrual.sites)} "
+                f"sites</li><li>interim looks: "
+                f"{html.escape(', '.join(lk.describe() for lk in design.looks) or 'none')}"
+                f"</li>{rules_text}</ul>"),
+        section("Software", pd.DataFrame([{"package": k, "version": v}
+                                          for k, v in current.versions.items()])),
+    )
+    return Report(title=f"{design.name}: look {current.look} ({current.cut_date})",
+                  intro_html=intro, banner=banner, sections=sections)
+
+
+def write_monitor_report(out: str | Path, design: Design, looks: Sequence[LookRecord],
+                         current: LookRecord, ledger_path: str, message: str) -> Path:
+    """Write ``report.html``, ``trajectory.png``, ``looks.csv`` and ``look.json`` atomically
+    (replacing an earlier report folder, never any other folder)."""
+    from bayes_ablation.core.files import atomic_folder
+
+    report = monitor_sections(MonitorReportInput(design, looks, current, ledger_path, message))
+    html_text, pngs = render_report(report)
+
+    def write(tmp: Path) -> None:
+        (tmp / "trajectory.png").write_bytes(pngs["trajectory"])
+        looks_table(looks).to_csv(tmp / "looks.csv", index=False)
+        (tmp / "look.json").write_text(json.dumps(current.result, indent=2))
+        (tmp / "report.html").write_text(html_text, encoding="utf-8")
+
+    return atomic_folder(out, write, force=True)
+
+
+@dataclass(frozen=True)
+class OCReportInput:
+    design: Design
+    oc: dict[str, Any]
+    table: pd.DataFrame
+
+
+@register_report("oc")
+def oc_sections(obj: OCReportInput) -> Report:
+    oc = obj.oc
+    intro = (f"<p class='muted'>design SHA-256 <code>{oc['design_sha256'][:16]}…</code> · "
+             f"{oc['n_trials']} simulated trials per scenario · looks: "
+             f"{html.escape(', '.join(oc['looks']) or 'none')} · final: "
+             f"{html.escape(oc['final'])} · PPoS: {oc['ppos_method']}</p>")
+    figure = FigureSpec("operating_characteristics", "oc", {
+        "summaries": oc["scenarios"], "n_looks": len(obj.design.looks)})
+    return Report(title=f"{obj.design.name}: operating characteristics", intro_html=intro,
+                  sections=(Section("Operating characteristics",
+                                    (figure, Table(obj.table, digits=4))),))
+
+
+def write_oc_report(out: str | Path, oc: dict[str, Any], table: pd.DataFrame,
+                    design: Design) -> Path:
+    """Write ``oc.json``, ``oc.csv``, ``oc.png`` and ``report.html`` atomically."""
+    from bayes_ablation.core.files import atomic_folder
+
+    html_text, pngs = render_report(oc_sections(OCReportInput(design, oc, table)))
+
+    def write(tmp: Path) -> None:
+        (tmp / "oc.json").write_text(json.dumps(oc, indent=2))
+        table.to_csv(tmp / "oc.csv", index=False)
+        (tmp / "oc.png").write_bytes(pngs["operating_characteristics"])
+        (tmp / "report.html").write_text(html_text, encoding="utf-8")
+
+    return atomic_folder(out, write, force=True)
