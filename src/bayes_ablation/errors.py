@@ -35,7 +35,9 @@ class Problem:
             where += f", row {self.row}"
         if self.column is not None:
             where += f", column '{self.column}'"
-        shown = "" if self.value is None else f": got {self.value!r}"
+        value = self.value.item() if hasattr(self.value, "item") and \
+            getattr(self.value, "ndim", 1) == 0 else self.value   # NumPy scalar: plain repr
+        shown = "" if value is None else f": got {value!r}"
         return f"{where}{shown}; expected {self.expected}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -18,3 +19,24 @@ class UsageError(BayesAblationError):
 
 def say(msg: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+class _ElapsedFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"[{time.perf_counter() - _T0:6.1f}s] {record.getMessage()}"
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Show the package's log messages (``logging.getLogger("bayes_ablation")``) on stderr,
+    timestamped like :func:`say`; warnings only with ``quiet``. Library code never prints: the
+    command line decides what reaches the console."""
+    logger = logging.getLogger("bayes_ablation")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_bayes_ablation_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ElapsedFormatter())
+    handler._bayes_ablation_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bayes_ablation.cli.console import UsageError, say
+from bayes_ablation.cli.console import UsageError, configure_logging, say
 from bayes_ablation.errors import BayesAblationError
 
 
@@ -287,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command not in ("simulate", "simulate-lr", "oc"):
         _ensure_hash_seed(argv)
+    configure_logging(quiet=bool(getattr(args, "quiet", False)))
     try:
         return int(args.func(args) or 0)
     except BayesAblationError as exc:

@@ -107,6 +107,13 @@ class FamilyAdapter:
         return out
 
 
+def site_sd_parameters(spec: AnalysisSpec) -> list[str]:
+    """The site-effect sd parameters of the spec's hierarchy (site intercepts, site × arm
+    slopes), in the order the PFS families name them."""
+    return ((["sigma_site"] if spec.hierarchy.site_intercepts else [])
+            + (["sigma_site_arm"] if spec.hierarchy.site_arm_slopes else []))
+
+
 def scalar_draws(posterior: Any, var: str, **sel: Any) -> np.ndarray:
     """Draws (chain, draw) of one scalar element of a posterior variable."""
     da = posterior[var]

@@ -60,9 +60,10 @@ def html_table(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in
                    ([frame.index.name or ""] if index else []) + list(frame.columns))
     rows = []
-    for idx, row in frame.iterrows():
+    # itertuples keeps each column's dtype (iterrows would turn integer counts into floats)
+    for idx, row in zip(frame.index, frame.itertuples(index=False, name=None), strict=True):
         cells = ([f"<td>{html.escape(str(idx))}</td>"] if index else []) + \
-            [f"<td>{fmt(v)}</td>" for v in row.to_numpy()]
+            [f"<td>{fmt(v)}</td>" for v in row]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 

@@ -128,7 +128,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
     imports_s = import_modules(heavy)
     clock = Stopwatch()
-    logger.info("fitting %s (%s, %s, %dx%d draws)", spec.name, spec.model,
+    logger.debug("fitting %s (%s, %s, %dx%d draws)", spec.name, spec.model,
                 spec.sampler.backend, spec.sampler.chains, spec.sampler.draws)
     with clock("build_model"):
         model = build_model(spec, prepared.model_data)

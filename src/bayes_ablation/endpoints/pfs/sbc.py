@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws
+from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws, site_sd_parameters
 from bayes_ablation.spec.plan import AnalysisSpec
 
 #: times below this (months) are raised to it so that log t stays finite (counted per data set)
@@ -47,11 +47,7 @@ class WeibullAdapter(FamilyAdapter):
 
     def generative_parameters(self, spec: AnalysisSpec) -> list[str]:
         names = ["log_hr", "log_cumhaz_ref", "weibull_shape"]
-        if spec.hierarchy.site_intercepts:
-            names.append("sigma_site")
-        if spec.hierarchy.site_arm_slopes:
-            names.append("sigma_site_arm")
-        return names
+        return names + site_sd_parameters(spec)
 
     def key_parameters(self, spec: AnalysisSpec) -> list[str]:
         names = self.generative_parameters(spec)

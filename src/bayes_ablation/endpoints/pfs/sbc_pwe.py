@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bayes_ablation.endpoints.pfs.sbc import MIN_TIME_MONTHS, PFS_DESIGN_DEFAULTS
-from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws
+from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws, site_sd_parameters
 from bayes_ablation.spec.plan import AnalysisSpec
 
 TEMPLATE_PATIENTS = 20000
@@ -67,11 +67,7 @@ class PiecewiseExponentialAdapter(FamilyAdapter):
         names = ["log_hr", "log_hazard_mean", "sigma_log_hazard_rw"]
         if spec.model_options.get("time_varying_hr", False):
             names.append("sigma_log_hr_rw")
-        if spec.hierarchy.site_intercepts:
-            names.append("sigma_site")
-        if spec.hierarchy.site_arm_slopes:
-            names.append("sigma_site_arm")
-        return names
+        return names + site_sd_parameters(spec)
 
     def key_parameters(self, spec: AnalysisSpec) -> list[str]:
         names = [*self.generative_parameters(spec), "log_hazard[first]", "log_hazard[last]"]

@@ -209,8 +209,7 @@ def test_provenance_pins_the_source_revision():
     import subprocess
 
     from bayes_ablation.core.provenance import package_versions
-
-    from .conftest import ROOT
+    from tests.conftest import ROOT
 
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()

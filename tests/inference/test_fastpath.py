@@ -20,7 +20,7 @@ from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import CovariateSim, simulate_trial
 from bayes_ablation.spec.plan import parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 PRIORS = {  # family -> parameters, for a real-valued and a positive parameter
     "normal": {"mu": -0.5, "sigma": 1.3},
@@ -226,7 +226,7 @@ def test_kernel_draws_are_identical_across_processes_and_hash_seeds():
     other_seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
     env = dict(os.environ, PYTHONHASHSEED=other_seed,
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
-    code = ("import sys; from tests.test_fastpath import draws_json; "
+    code = ("import sys; from tests.inference.test_fastpath import draws_json; "
             "print(draws_json(*sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env=env, timeout=300)

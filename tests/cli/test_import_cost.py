@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pymc", "pytensor", "arviz", "nutpie", "numba", "lifelines", "matplotlib", "scipy")
 
 

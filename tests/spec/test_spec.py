@@ -91,7 +91,7 @@ def test_with_sampler_changes_hash(weibull_spec):
 def test_lr_scan_protocol_is_validated(protocol):
     import tomllib
 
-    from .conftest import MODELS
+    from tests.conftest import MODELS
 
     raw = tomllib.loads((MODELS / "local_recurrence_lesion.toml").read_text())
     assert parse_spec(raw, "lr.toml").model_options.get("scan_protocol_months") is None

@@ -304,7 +304,7 @@ def test_validate_coverage_rejects_bad_truth_before_fitting(tmp_path, weibull_sp
 # ------------------------------------------------------------------------- committed results
 
 def _committed_sbc_bundles():
-    from .conftest import ROOT
+    from tests.conftest import ROOT
 
     return sorted(p for p in (ROOT / "bench" / "sbc").glob("*") if p.is_dir())
 
@@ -323,8 +323,7 @@ def test_committed_sbc_results_are_intact_and_reproduce_their_verdict(bundle):
     from bayes_ablation.results.bundle import read_summary
     from bayes_ablation.spec.plan import load_spec
     from bayes_ablation.workflows.validation.runner import load_study
-
-    from .conftest import MODELS
+    from tests.conftest import MODELS
 
     summary = read_summary(bundle)
     study = load_study(bundle)
@@ -364,8 +363,7 @@ def test_small_sbc_of_the_weibull_model_is_calibrated(weibull_spec):
 def _analysis_specs():
     from bayes_ablation.errors import SpecError
     from bayes_ablation.spec.plan import load_spec
-
-    from .conftest import MODELS
+    from tests.conftest import MODELS
 
     out = []
     for path in sorted(MODELS.glob("*.toml")):
