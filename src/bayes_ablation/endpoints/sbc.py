@@ -114,6 +114,29 @@ def site_sd_parameters(spec: AnalysisSpec) -> list[str]:
             + (["sigma_site_arm"] if spec.hierarchy.site_arm_slopes else []))
 
 
+def generative_draws(adapter: FamilyAdapter, posterior: Any, spec: AnalysisSpec
+                     ) -> dict[str, np.ndarray]:
+    """Draws of the adapter's generative (scalar) parameters."""
+    return {name: scalar_draws(posterior, name) for name in adapter.generative_parameters(spec)}
+
+
+def generative_truth(adapter: FamilyAdapter, truth: Mapping[str, Any], spec: AnalysisSpec
+                     ) -> dict[str, float]:
+    """True values of the adapter's generative (scalar) parameters."""
+    return {name: float(np.asarray(truth[name]).reshape(-1)[0])
+            for name in adapter.generative_parameters(spec)}
+
+
+def add_first_site(out: dict[str, Any], spec: AnalysisSpec, *, posterior: Any = None,
+                   truth: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Add the first site's effect ``u_site[S01]`` (draws or truth) when the spec has site
+    intercepts."""
+    if spec.hierarchy.site_intercepts:
+        out["u_site[S01]"] = (scalar_draws(posterior, "u_site", site="S01") if truth is None
+                              else float(truth["u_site"][0]))
+    return out
+
+
 def scalar_draws(posterior: Any, var: str, **sel: Any) -> np.ndarray:
     """Draws (chain, draw) of one scalar element of a posterior variable."""
     da = posterior[var]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bayes_ablation.endpoints.pfs.sbc import MIN_TIME_MONTHS
-from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws
+from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, generative_draws, scalar_draws
 from bayes_ablation.spec.plan import AnalysisSpec
 
 
@@ -107,7 +107,7 @@ class WeibullIpdAdAdapter(FamilyAdapter):
         return Simulated(data=studies, truth=truth, summary=summary)
 
     def posterior_draws(self, posterior: Any, spec: AnalysisSpec) -> dict[str, np.ndarray]:
-        out = {name: scalar_draws(posterior, name) for name in self.generative_parameters(spec)}
+        out = generative_draws(self, posterior, spec)
         out["theta[ipd1]"] = scalar_draws(posterior, "theta", study="ipd1")
         out["theta[ad1]"] = scalar_draws(posterior, "theta", study="ad1")
         out["theta_new"] = scalar_draws(posterior, "theta_new")

@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws, site_sd_parameters
+from bayes_ablation.endpoints.sbc import (
+    FamilyAdapter,
+    Simulated,
+    add_first_site,
+    generative_draws,
+    generative_truth,
+    site_sd_parameters,
+)
 from bayes_ablation.spec.plan import AnalysisSpec
 
 #: times below this (months) are raised to it so that log t stays finite (counted per data set)
@@ -90,17 +97,10 @@ class WeibullAdapter(FamilyAdapter):
         return Simulated(data=patients, truth=dict(sim.truth), summary=summary)
 
     def posterior_draws(self, posterior: Any, spec: AnalysisSpec) -> dict[str, np.ndarray]:
-        out = {name: scalar_draws(posterior, name) for name in self.generative_parameters(spec)}
-        if spec.hierarchy.site_intercepts:
-            out["u_site[S01]"] = scalar_draws(posterior, "u_site", site="S01")
-        return out
+        return add_first_site(generative_draws(self, posterior, spec), spec, posterior=posterior)
 
     def truth_values(self, truth: Mapping[str, Any], spec: AnalysisSpec) -> dict[str, float]:
-        out = {name: float(np.asarray(truth[name]).reshape(-1)[0])
-               for name in self.generative_parameters(spec)}
-        if spec.hierarchy.site_intercepts:
-            out["u_site[S01]"] = float(truth["u_site"][0])
-        return out
+        return add_first_site(generative_truth(self, truth, spec), spec, truth=truth)
 
 
 ADAPTER = WeibullAdapter()

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from bayes_ablation.endpoints.pfs.sbc import MIN_TIME_MONTHS, PFS_DESIGN_DEFAULTS
-from bayes_ablation.endpoints.sbc import FamilyAdapter, Simulated, scalar_draws, site_sd_parameters
+from bayes_ablation.endpoints.sbc import (
+    FamilyAdapter,
+    Simulated,
+    add_first_site,
+    generative_draws,
+    generative_truth,
+    scalar_draws,
+    site_sd_parameters,
+)
 from bayes_ablation.spec.plan import AnalysisSpec
 
 TEMPLATE_PATIENTS = 20000
@@ -121,27 +129,22 @@ class PiecewiseExponentialAdapter(FamilyAdapter):
         return Simulated(data=patients, truth=truth, summary=summary)
 
     def posterior_draws(self, posterior: Any, spec: AnalysisSpec) -> dict[str, np.ndarray]:
-        out = {name: scalar_draws(posterior, name) for name in self.generative_parameters(spec)}
+        out = generative_draws(self, posterior, spec)
         n_int = posterior.sizes["interval"]
         out["log_hazard[first]"] = scalar_draws(posterior.isel(interval=0), "log_hazard")
         out["log_hazard[last]"] = scalar_draws(posterior.isel(interval=n_int - 1), "log_hazard")
         if spec.model_options.get("time_varying_hr", False):
             out["log_hr_interval[last]"] = scalar_draws(posterior.isel(interval=n_int - 1),
                                                         "log_hr_interval")
-        if spec.hierarchy.site_intercepts:
-            out["u_site[S01]"] = scalar_draws(posterior, "u_site", site="S01")
-        return out
+        return add_first_site(out, spec, posterior=posterior)
 
     def truth_values(self, truth: Mapping[str, Any], spec: AnalysisSpec) -> dict[str, float]:
-        out = {name: float(np.asarray(truth[name]).reshape(-1)[0])
-               for name in self.generative_parameters(spec)}
+        out = generative_truth(self, truth, spec)
         out["log_hazard[first]"] = float(truth["log_hazard"][0])
         out["log_hazard[last]"] = float(truth["log_hazard"][-1])
         if spec.model_options.get("time_varying_hr", False):
             out["log_hr_interval[last]"] = float(np.asarray(truth["log_hr_by_interval"])[0, -1])
-        if spec.hierarchy.site_intercepts:
-            out["u_site[S01]"] = float(truth["u_site"][0])
-        return out
+        return add_first_site(out, spec, truth=truth)
 
 
 def _prior_median(prior: Any) -> float:
