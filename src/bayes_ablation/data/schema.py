@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,8 @@ class PatientTable:
     source: str
     sha256: str
     extra: dict = field(default_factory=dict)
+    #: findings that do not stop the analysis but must be seen (e.g. an arm without events)
+    warnings: tuple[str, ...] = ()
 
     @property
     def reference_arm(self) -> str:
@@ -125,14 +128,62 @@ def _parse_numbers(series: pd.Series) -> np.ndarray:
                          errors="coerce").to_numpy(dtype=float)
 
 
+#: defaults of the plausibility checks (a spec's ``[analysis]`` may change them)
+MIN_PATIENTS_PER_ARM = 5
+MAX_TIME_MONTHS = 600.0
+
+
+def label_key(label: str) -> str:
+    """A label without case, whitespace and punctuation: labels with the same key are typos of
+    each other ("Perioperative ", "peri-operative", "PERIOPERATIVE")."""
+    return "".join(ch for ch in label.casefold() if ch.isalnum())
+
+
+def near_duplicate_labels(values: pd.Series, column: str, source: str, rows: np.ndarray
+                          ) -> list[Problem]:
+    """One problem per label that equals a more frequent one up to case, whitespace or
+    punctuation, naming its rows."""
+    problems = []
+    counts = values[values != ""].value_counts()
+    groups: dict[str, list[str]] = {}
+    for label in counts.index:
+        groups.setdefault(label_key(label), []).append(label)
+    for labels in groups.values():
+        if len(labels) < 2:
+            continue
+        keep = labels[0]          # the most frequent spelling
+        for other in labels[1:]:
+            where = rows[(values == other).to_numpy()]
+            problems.append(Problem(source, int(where[0]), column, other,
+                                    f"one spelling per {column}: {other!r} differs from {keep!r} "
+                                    f"only in case, spaces or punctuation (rows "
+                                    f"{_row_list(where)}); fix the data or declare the labels "
+                                    "with [analysis] arms"))
+    return problems
+
+
+def _row_list(rows: np.ndarray, most: int = 8) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:most])
+    return shown + (f", … ({len(rows)} rows)" if len(rows) > most else "")
+
+
 def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | None,
                       covariates: Sequence[str] = (), arms: Sequence[str] | None = None,
                       sites: Sequence[str] | None = None, sha256: str | None = None,
-                      extra_columns: Sequence[str] = ()) -> PatientTable:
+                      extra_columns: Sequence[str] = (),
+                      min_patients_per_arm: int = 1,
+                      max_time_months: float = MAX_TIME_MONTHS,
+                      event_name: str = "event", require_events: bool = False) -> PatientTable:
     """Check a raw patient table and return it typed, or raise with every problem found.
 
     ``arms``/``sites`` are the levels declared by the plan (or by Parquet categoricals); a declared
-    level with no patients is an error, as is a value that was not declared.
+    level with no patients is an error, as is a value that was not declared. Without declared
+    levels, labels that differ only in case, spaces or punctuation are an error (a typo would
+    otherwise become a third arm or another site). Plausibility: each arm needs
+    ``min_patients_per_arm`` patients (readers given a spec use its value, default
+    :data:`MIN_PATIENTS_PER_ARM`), times may not exceed ``max_time_months``, and with
+    ``require_events`` (readers given a spec) there must be at least one ``event_name``; an arm or site
+    without one is a warning of the table.
     """
     problems: list[Problem] = []
 
@@ -172,6 +223,10 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
             add(int(r), "time_months", raw["time_months"].iloc[r - 1], "a finite number of months > 0")
         elif v <= 0:
             add(int(r), "time_months", raw["time_months"].iloc[r - 1], "a time in months > 0")
+        elif v > max_time_months:
+            add(int(r), "time_months", raw["time_months"].iloc[r - 1],
+                f"a plausible time: at most {max_time_months:g} months (the spec's "
+                "max_time_months; is the unit days?)")
 
     event = _parse_numbers(raw["event"])
     for r in rows:
@@ -194,6 +249,16 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         for s in declared_sites:
             if s not in present_sites:
                 add(None, "site", s, "every declared site to have at least one patient")
+    if declared_arms is None:
+        problems.extend(near_duplicate_labels(arm, "arm", source, rows))
+    if declared_sites is None:
+        problems.extend(near_duplicate_labels(site, "site", source, rows))
+    arm_counts = arm[arm != ""].value_counts()
+    for a, n in arm_counts.items():
+        where = rows[(arm == a).to_numpy()]
+        if 0 < n < min_patients_per_arm and where.size:
+            add(int(where[0]), "arm", a, f"at least {min_patients_per_arm} patients per arm (the "
+                f"spec's min_patients_per_arm); {a!r} has {n} (rows {_row_list(where)})")
     if len(present_arms) < 2:
         add(None, "arm", present_arms, "at least two arms to compare")
     if reference_arm is not None and reference_arm not in present_arms:
@@ -221,8 +286,17 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         if non_blank.any() and len(pd.unique(values)) < 2:
             add(None, cov, values[0], "a covariate that varies (a constant is not estimable)")
 
+    if require_events and not problems and not (event == 1.0).any():
+        add(None, "event", 0, f"at least one {event_name} (none of {len(raw)} patients has "
+            "event = 1: there is nothing to estimate)")
     if problems:
         raise DataValidationError(problems)
+    warnings = tuple(
+        f"{col} {label!r} has no {event_name} ({int((values == label).sum())} patients): its "
+        "estimates rest on the prior and the other " + ("arms" if col == "arm" else "sites")
+        for col, values in (("arm", arm), ("site", site))
+        for label in pd.unique(values) if label != "" and not (event[(values == label).to_numpy()]
+                                                               == 1.0).any())
     order_arms = [reference_arm] if reference_arm is not None else []
     pool = declared_arms if declared_arms is not None else sorted(present_arms)
     order_arms += [a for a in pool if a not in order_arms]
@@ -242,7 +316,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
             frame[col] = raw[col].to_numpy()
     digest = sha256 if sha256 is not None else frame_sha256(raw.astype(str))
     return PatientTable(frame=frame, arms=tuple(order_arms), sites=tuple(order_sites),
-                        covariates=tuple(covariates), source=source, sha256=digest)
+                        covariates=tuple(covariates), source=source, sha256=digest,
+                        warnings=warnings)
 
 
 def _categories(series: pd.Series) -> list[str] | None:
@@ -259,24 +334,38 @@ def read_patients(path: str | Path | pd.DataFrame, spec: object | None = None, *
 
     With a spec, the reference arm, covariates and any declared arms/sites come from it.
     """
+    checks = plausibility(spec)
     if spec is not None:
         reference_arm = reference_arm or getattr(spec, "reference_arm", None)
         if covariates is None:
             covariates = getattr(spec, "covariates", ())
     if isinstance(path, pd.DataFrame):
         return patients_from_frame(path, reference_arm=reference_arm,
-                                   covariates=tuple(covariates or ()))
+                                   covariates=tuple(covariates or ()), **checks)
     if not isinstance(path, str | Path):
         raise TypeError(f"read_patients takes a file path or a pandas DataFrame, got "
                         f"{type(path).__name__}")
     raw = read_raw_table(path)
     return validate_patients(raw, str(path), reference_arm=reference_arm,
-                             covariates=tuple(covariates or ()), sha256=file_sha256(path))
+                             covariates=tuple(covariates or ()), sha256=file_sha256(path),
+                             **checks)
 
 
 def patients_from_frame(frame: pd.DataFrame, *, reference_arm: str | None,
-                        covariates: Sequence[str] = (), source: str = "<DataFrame>"
-                        ) -> PatientTable:
-    """Validate an in-memory table (e.g. from the simulator) exactly like a file."""
+                        covariates: Sequence[str] = (), source: str = "<DataFrame>",
+                        **checks: Any) -> PatientTable:
+    """Validate an in-memory table (e.g. from the simulator) exactly like a file; ``checks``:
+    ``arms``, ``min_patients_per_arm``, ``max_time_months`` (see :func:`validate_patients`)."""
     return validate_patients(frame, source, reference_arm=reference_arm,
-                             covariates=tuple(covariates))
+                             covariates=tuple(covariates), **checks)
+
+
+def plausibility(spec: object | None) -> dict[str, Any]:
+    """The spec's declared arms and plausibility bounds, as :func:`validate_patients` takes
+    them (defaults without a spec)."""
+    if spec is None:
+        return {}
+    return {"arms": getattr(spec, "arms", None),
+            "min_patients_per_arm": getattr(spec, "min_patients_per_arm", MIN_PATIENTS_PER_ARM),
+            "max_time_months": getattr(spec, "max_time_months", MAX_TIME_MONTHS),
+            "require_events": True}

@@ -116,6 +116,12 @@ class AnalysisSpec:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     #: pre-specified alternative priors: parameter -> label -> prior (``[sensitivity.<param>.<label>]``)
     sensitivity: dict[str, dict[str, PriorSpec]] = field(default_factory=dict)
+    #: the arm labels the data must use (``[analysis] arms``; None: any, checked for near-duplicates)
+    arms: tuple[str, ...] | None = None
+    #: fewest patients an arm may have (``[analysis] min_patients_per_arm``)
+    min_patients_per_arm: int = 5
+    #: largest plausible follow-up time in months (``[analysis] max_time_months``)
+    max_time_months: float = 600.0
 
     @property
     def sha256(self) -> str:
@@ -194,7 +200,8 @@ def parse_prior_tables(tables: dict[str, Any], source: str, section: str = "prio
 
 _TOP_LEVEL = {"analysis", "model", "hierarchy", "priors", "estimands", "sampler", "diagnostics",
               "sensitivity"}
-_ANALYSIS_KEYS = {"name", "description", "endpoint", "reference_arm", "covariates", "time_unit"}
+_ANALYSIS_KEYS = {"name", "description", "endpoint", "reference_arm", "covariates", "time_unit",
+                  "arms", "min_patients_per_arm", "max_time_months"}
 
 
 class Collector:
@@ -320,6 +327,19 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         covariates = []
     if len(set(covariates)) != len(covariates):
         errs.add(f"[analysis] covariates are listed twice: {covariates}")
+    arms = analysis.get("arms")
+    if arms is not None:
+        labels_ok = isinstance(arms, list) and all(
+            isinstance(a, str) and a and a.strip() == a for a in arms)
+        if not labels_ok or len(arms) < 2 or len(set(arms)) < len(arms):
+            errs.add(f"[analysis] arms must list at least two distinct arm labels, got {arms!r}")
+            arms = None
+        elif isinstance(reference_arm, str) and reference_arm not in arms:
+            errs.add(f"[analysis] reference_arm {reference_arm!r} must be one of arms {arms}")
+    min_per_arm = number_field("analysis", analysis, "min_patients_per_arm", 5, errs, lo=1,
+                               integer=True)
+    max_time = number_field("analysis", analysis, "max_time_months", 600.0, errs, lo=0,
+                            lo_open=True)
     time_unit = analysis.get("time_unit", "months")
     if time_unit != "months":
         errs.add(f"[analysis] time_unit must be 'months' (the package's unit), got {time_unit!r}")
@@ -441,7 +461,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         reference_arm=reference_arm, covariates=tuple(covariates), model_options=model_options,
         hierarchy=hierarchy, priors=priors, estimands=estimands, sampler=sampler,
         diagnostics=diagnostics, time_unit=time_unit, source_path=source, raw=raw,
-        sensitivity=sensitivity,
+        sensitivity=sensitivity, arms=tuple(arms) if arms else None,
+        min_patients_per_arm=int(min_per_arm), max_time_months=float(max_time),
     )
 
 
