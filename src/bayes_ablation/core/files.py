@@ -1,13 +1,30 @@
 """Atomic file writes: single files (temporary file, then rename) and folders with a SHA-256
 manifest written last, published in one rename; ``verify`` checks a folder against its
-manifest; JSON encoding of NumPy values and paths."""
+manifest; JSON encoding of NumPy values and paths.
+
+Temporary names carry their owner: ``.NAME.tmp-HOST-PID-RANDOM`` (and ``.NAME.old-…`` for a
+bundle being replaced), HOST being 8 hex digits of this machine's name. A process killed
+mid-write (kill -9, power loss) leaves such a sibling, never a complete-looking ``NAME``; every
+later write into the same folder removes the ones it can prove dead — same host, owner pid no
+longer running — and leaves alone any other (an owner alive, another host, an older unowned
+name), which it logs.
+
+Fault injection for tests: with ``BAYES_ABLATION_FAULT=<step>`` in the environment the process
+ends at once (``os._exit(86)``, no clean-up, as a kill would) when it reaches that step:
+``folder-created``, ``folder-written`` (contents written, no manifest yet), ``manifest-written``,
+``old-moved`` (replacing: the previous bundle moved aside, the new one not yet in place),
+``published``, ``file-written`` (single file written, not yet renamed).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +37,58 @@ if TYPE_CHECKING:
 
 
 MANIFEST = "MANIFEST.json"
+#: exit status of a process stopped by the fault-injection hook
+FAULT_EXIT = 86
+_log = logging.getLogger("bayes_ablation")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OWNED = re.compile(r"^\..+\.(?:tmp|old)-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}$")
+_UNOWNED = re.compile(r"^\..+\.(?:tmp|old)-[0-9a-f]{8}$")
+
+
+def fault_point(step: str) -> None:
+    """End the process now, as a kill would, when ``BAYES_ABLATION_FAULT`` names ``step``."""
+    if os.environ.get("BAYES_ABLATION_FAULT") == step:
+        os._exit(FAULT_EXIT)
+
+
+def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
+    """``.NAME.<kind>-HOST-PID-RANDOM`` next to ``path`` (see the module docstring)."""
+    return path.parent / f".{path.name}.{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(parent: Path) -> list[Path]:
+    """Remove the temporary siblings in ``parent`` whose owner is provably dead; return them."""
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _OWNED.match(entry.name)
+        if m is None:
+            if _UNOWNED.match(entry.name):
+                _log.warning("left alone %s: a temporary without an owner record (written by an "
+                             "older version?); remove it by hand if no write is running", entry)
+            continue
+        if m["host"] != _HOST or _pid_alive(int(m["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        _log.info("removed %s, left by process %s which is no longer running", entry, m["pid"])
+        removed.append(entry)
+    return removed
 
 
 def check_destination(out: str | Path, force: bool) -> Path:
@@ -38,9 +107,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a single file atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temporaries(path.parent)
+    tmp = temporary_sibling(path)
     try:
         tmp.write_text(text)
+        fault_point("file-written")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -67,12 +138,14 @@ def publish(tmp: Path, out: Path, force: bool) -> Path:
     if out.exists():
         if not force:
             raise BundleError(f"{out} appeared while writing; refusing to overwrite")
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        old = temporary_sibling(out, "old")
         os.rename(out, old)
+        fault_point("old-moved")
         os.rename(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out)
+    fault_point("published")
     return out
 
 
@@ -80,11 +153,15 @@ def atomic_folder(out: str | Path, write: Callable[[Path], None], *, force: bool
     """Run ``write(tmp_folder)``, add the manifest, then publish to ``out`` in one rename."""
     out = check_destination(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temporaries(out.parent)
+    tmp = temporary_sibling(out)
     tmp.mkdir()
     try:
+        fault_point("folder-created")
         write(tmp)
+        fault_point("folder-written")
         write_manifest(tmp)
+        fault_point("manifest-written")
         return publish(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
