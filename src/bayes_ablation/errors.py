@@ -41,6 +41,38 @@ class Problem:
         return f"{where}{shown}; expected {self.expected}"
 
 
+@dataclass(frozen=True)
+class DataWarning:
+    """Something unusual in an input table that is kept, not refused: where (file, column,
+    the 1-based data rows), the value found and what it means, each apart."""
+
+    file: str
+    column: str | None
+    rows: tuple[int, ...]
+    value: object
+    message: str
+
+    def location(self, max_rows: int = 12) -> str:
+        where = self.file
+        if self.column is not None:
+            where += f", column '{self.column}'"
+        if self.rows:
+            shown = ", ".join(map(str, self.rows[:max_rows]))
+            more = f", … ({len(self.rows)} rows)" if len(self.rows) > max_rows else ""
+            where += f", row{'s' if len(self.rows) > 1 else ''} {shown}{more}"
+        return where
+
+    def __str__(self) -> str:
+        value = self.value.item() if hasattr(self.value, "item") else self.value
+        return f"{self.location()}: value {value!r} — {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        value = self.value.item() if hasattr(self.value, "item") else self.value
+        return {"file": self.file, "column": self.column, "rows": list(self.rows),
+                "n_rows": len(self.rows), "value": value, "message": self.message,
+                "text": str(self)}
+
+
 class DataValidationError(BayesAblationError):
     """An input table failed validation; ``problems`` lists every problem found."""
 

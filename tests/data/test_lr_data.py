@@ -167,8 +167,8 @@ def test_many_lesions_and_patients_without_lesions_are_warnings():
     table = _validate(p.reset_index(drop=True), pd.concat([l, extra]).reset_index(drop=True))
     texts = [str(w) for w in table.warnings]
     assert len(texts) == 2
-    assert "at most 10 lesions per patient (has 12" in texts[0]
-    assert "P5" in texts[1] and "none" in texts[1]
+    assert "12 lesions in one patient, more than the 10 expected" in texts[0]
+    assert "P5" in texts[1] and "without lesions" in texts[1]
 
 
 def test_read_lr_data_from_csv_files(tmp_path):
@@ -228,7 +228,8 @@ def test_lesions_never_scanned_are_kept_with_one_warning():
     table = _validate(lesions=l)
     assert table.n_lesions == 5
     [warning] = table.warnings
-    assert warning.column == "lr_lower_months" and "rows 2, 4 (2 lesions)" in str(warning)
+    assert warning.column == "lr_lower_months" and warning.rows == (2, 4) and warning.value == 0
+    assert "rows 2, 4: value 0 — 2 lesion(s) with no scan" in str(warning)
 
 
 def test_lr_spec_requires_its_priors_and_checks_the_reference_lesion():

@@ -116,6 +116,8 @@ def _fit_pfs(spec, args: argparse.Namespace):
     patients = read_patients(args.data, spec)
     say(f"validated {patients.n_patients} patients in {len(patients.sites)} sites, "
          f"arms {list(patients.arms)} ({int(patients.event.sum())} events)")
+    for warning in patients.warnings:
+        say(f"warning: {warning}")
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
          f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
     return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty())

@@ -45,7 +45,7 @@ from bayes_ablation.data.schema import (
     is_blank,
     validate_patients,
 )
-from bayes_ablation.errors import DataValidationError, Problem
+from bayes_ablation.errors import DataValidationError, DataWarning, Problem
 
 LR_PATIENT_COLUMNS = ("patient_id", "site", "arm", "followup_months", "died")
 LESION_COLUMNS = ("patient_id", "lesion_id", "lr_lower_months", "lr_upper_months")
@@ -86,7 +86,7 @@ class LesionTable:
     covariates: tuple[str, ...]
     source: str
     sha256: str
-    warnings: tuple[Problem, ...] = ()
+    warnings: tuple[DataWarning, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -196,7 +196,7 @@ def validate_lesions(raw: pd.DataFrame, source: str, patients_raw: pd.DataFrame,
     Returns (problems, warnings, cleaned frame without ``patient_idx``).
     """
     problems: list[Problem] = []
-    warnings: list[Problem] = []
+    warnings: list[DataWarning] = []
 
     def add(row: int | None, column: str | None, value: object, expected: str) -> None:
         problems.append(Problem(source, row, column, value, expected))
@@ -310,23 +310,21 @@ def validate_lesions(raw: pd.DataFrame, source: str, patients_raw: pd.DataFrame,
 
     unscanned = rows[(lower == 0) & upper_blank]
     if unscanned.size:
-        shown = ", ".join(map(str, unscanned[:12])) + (", …" if unscanned.size > 12 else "")
-        warnings.append(Problem(source, None, "lr_lower_months",
-                                f"0 on rows {shown} ({unscanned.size} lesions)",
-                                "a scan after the ablation (none recorded and no recurrence: "
-                                "these lesions carry no information on LR; kept)"))
+        warnings.append(DataWarning(source, "lr_lower_months", tuple(int(r) for r in unscanned), 0,
+                                    f"{unscanned.size} lesion(s) with no scan after the ablation "
+                                    "and no recurrence: they carry no information on LR (kept)"))
     counts = frame.groupby("patient_id").size()
     for p, n in counts[counts > MAX_LESIONS_PER_PATIENT].items():
-        first = int(rows[(pid == p).to_numpy()][0])
-        warnings.append(Problem(source, first, "patient_id", p,
-                                f"at most {MAX_LESIONS_PER_PATIENT} lesions per patient (has "
-                                f"{n}; kept, please check)"))
+        where = tuple(int(r) for r in rows[(pid == p).to_numpy()])
+        warnings.append(DataWarning(source, "patient_id", where, p,
+                                    f"{n} lesions in one patient, more than the "
+                                    f"{MAX_LESIONS_PER_PATIENT} expected (kept, please check)"))
     with_lesions = set(pid)
     for p in lookup:
         if p not in with_lesions:
-            warnings.append(Problem(source, None, "patient_id", p,
-                                    "lesions for every patient (this patient has none: it "
-                                    "informs the death hazard only)"))
+            warnings.append(DataWarning(source, "patient_id", (), p,
+                                        "a patient without lesions: informs the death hazard "
+                                        "only (kept)"))
     return problems, warnings, frame
 
 

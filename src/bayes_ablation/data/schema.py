@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_ablation.data.io import file_sha256, frame_sha256, read_raw_table
-from bayes_ablation.errors import DataValidationError, Problem
+from bayes_ablation.errors import DataValidationError, DataWarning, Problem
 
 PATIENT_COLUMNS = ("patient_id", "site", "arm", "time_months", "event")
 
@@ -38,7 +38,7 @@ class PatientTable:
     sha256: str
     extra: dict = field(default_factory=dict)
     #: findings that do not stop the analysis but must be seen (e.g. an arm without events)
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[DataWarning, ...] = ()
 
     @property
     def reference_arm(self) -> str:
@@ -292,8 +292,10 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     if problems:
         raise DataValidationError(problems)
     warnings = tuple(
-        f"{col} {label!r} has no {event_name} ({int((values == label).sum())} patients): its "
-        "estimates rest on the prior and the other " + ("arms" if col == "arm" else "sites")
+        DataWarning(source, col, tuple(int(r) for r in rows[(values == label).to_numpy()]), label,
+                    f"{col} {label!r} has no {event_name} ({int((values == label).sum())} "
+                    "patients): its estimates rest on the prior and the other "
+                    + ("arms" if col == "arm" else "sites"))
         for col, values in (("arm", arm), ("site", site))
         for label in pd.unique(values) if label != "" and not (event[(values == label).to_numpy()]
                                                                == 1.0).any())

@@ -40,6 +40,10 @@ DEFAULT_CI_LEVEL = 0.95
 EVIDENCE_LABELS = {"log_hr": "log HR and SE", "hr_ci": "HR with CI", "ipd": "patient data"}
 
 
+#: up to this many studies, τ is prior-driven and the table says so
+FEW_STUDIES = 3
+
+
 @dataclass(frozen=True)
 class StudyTable:
     """A validated study table.
@@ -107,7 +111,9 @@ class StudyTable:
             out.loc[name, "evidence"] = (f"IPD: {patients.n_patients} patients, "
                                          f"{int(patients.event.sum())} events"
                                          + (" (stage-1 estimate shown)" if stage1 else ""))
-        return out
+        # the level as the publication states it (95.66 %), not as the fraction used inside
+        out["ci_level"] = out["ci_level"] * 100
+        return out.rename(columns={"ci_level": "ci_level_percent"})
 
     def with_estimates(self, estimates: Mapping[str, tuple[float, float]]) -> StudyTable:
         """A copy where IPD studies carry a (log_hr, se) estimate (e.g. a stage-1 fit) for
@@ -249,6 +255,10 @@ def validate_studies(raw: pd.DataFrame, source: str, *, base_dir: str | Path | N
         warnings.append("only one study: the data say nothing about the heterogeneity τ, so "
                         "its posterior is its prior, and the pooled and predictive effects "
                         "are driven by that prior")
+    elif n <= FEW_STUDIES and not problems:
+        warnings.append(f"only {n} studies: the heterogeneity τ is barely informed by the data, "
+                        "so its posterior is driven by its prior, and so are the width of the "
+                        "pooled interval and the predictive effect (see the τ-prior panel)")
     if problems:
         raise DataValidationError(problems)
 

@@ -174,7 +174,18 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     describe_self(idata, spec, provenance)
     entries = (ep.summary_entries(spec, prepared, checks, model_details)
                if ep.summary_entries is not None else {})
+    entries = {**entries, "warnings": data_warnings(prepared)}
     return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
                   probabilities=probs, diagnostics=report, provenance=provenance,
                   data_summary=prepared.summary, checks=checks, summary_entries=entries,
                   headline=tuple(ep.headline(table)) if ep.headline else ())
+
+
+def data_warnings(prepared: Any) -> list[dict[str, Any]]:
+    """Every input table's warnings as records (``summary.json["warnings"]``), once each."""
+    seen: dict[str, dict[str, Any]] = {}
+    for table in prepared.tables.values():
+        for w in getattr(table, "warnings", ()):
+            record = w.to_dict() if hasattr(w, "to_dict") else {"message": str(w), "text": str(w)}
+            seen.setdefault(record["text"], record)
+    return list(seen.values())

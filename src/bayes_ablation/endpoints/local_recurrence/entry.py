@@ -69,7 +69,6 @@ def lr_checks(idata: xr.DataTree, spec: AnalysisSpec, prepared: Prepared, n_draw
 
 def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr.Dataset],
                     model_details: dict[str, Any]) -> dict[str, Any]:
-    lesions = prepared.tables["lesions"]
     ref = spec.model_options.get("reference_lesion", {"size_cm": 2.0, "margin_mm": 10.0})
     out = {
         "posterior_predictive": {},
@@ -77,7 +76,6 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
             name: {str(g): {v: float(ds[v].sel(group=g)) for v in ds.data_vars
                             if ds[v].dims == ("group",)} for g in ds["group"].values}
             for name, ds in checks.items()},
-        "data_warnings": [str(w) for w in lesions.warnings],
         "reference_lesion": dict(ref),
         "estimand_notes": {
             "hr": "LR hazard ratio conditional on patient frailty and site",

@@ -39,6 +39,45 @@ def banner(result: AnalysisResult) -> Banner:
                          f"<ul>{items}</ul>")
 
 
+def data_warnings(result: AnalysisResult) -> list[dict[str, Any]]:
+    """``summary.json["warnings"]``: the input tables' warnings (value and location apart)."""
+    return list(result.summary_entries.get("warnings", []))
+
+
+def with_warnings(b: Banner, result: AnalysisResult) -> Banner:
+    """The banner, followed by one line per data warning (value and location apart)."""
+    warnings = data_warnings(result)
+    if not warnings:
+        return b
+    items = "".join(
+        f"<li><b>{html.escape(str(w.get('value')))}</b> — {html.escape(str(w.get('message')))} "
+        f"<span class=\"muted\">({html.escape(_where(w))})</span></li>" for w in warnings)
+    return Banner(b.ok, f"{b.html}<p><b>Data warnings ({len(warnings)})</b>: the analysis ran; "
+                        f"read these before the results.</p><ul>{items}</ul>")
+
+
+def _where(w: dict[str, Any]) -> str:
+    rows = list(w.get("rows") or [])
+    shown = ", ".join(map(str, rows[:12])) + (f", … ({len(rows)} rows)" if len(rows) > 12 else "")
+    parts = [str(w.get("file"))]
+    if w.get("column"):
+        parts.append(f"column {w['column']}")
+    if rows:
+        parts.append(f"row{'s' if len(rows) > 1 else ''} {shown}")
+    return ", ".join(parts)
+
+
+def warnings_section(result: AnalysisResult) -> Section | None:
+    warnings = data_warnings(result)
+    if not warnings:
+        return None
+    frame = pd.DataFrame([{"value": w.get("value"), "what it means": w.get("message"),
+                           "file": w.get("file"), "column": w.get("column") or "",
+                           "rows": _where({"rows": w.get("rows")}).split(", ", 1)[-1]
+                           if w.get("rows") else ""} for w in warnings])
+    return section("Data warnings", frame)
+
+
 def intro(result: AnalysisResult) -> str:
     spec, prov = result.spec, result.provenance
     return (f"<p>{html.escape(spec.description)}</p>\n"
@@ -120,6 +159,7 @@ def analysis_report(result: AnalysisResult, *, estimands_note_html: str,
     ``sections`` (after the estimands), ``figures`` and posterior predictive ``checks``."""
     d = result.diagnostics
     body = [
+        *([w] if (w := warnings_section(result)) is not None else []),
         section("Data", _indexed(result.data_summary)),
         section("Pre-specified priors", priors_table(result.spec)),
         section("Posterior probabilities", probabilities_table(result)),
@@ -131,7 +171,8 @@ def analysis_report(result: AnalysisResult, *, estimands_note_html: str,
     if d is not None and d.table is not None:
         body.append(section("Convergence diagnostics", d.table))
     body.append(section("Provenance", provenance_table(result.provenance)))
-    return Report(title=result.spec.name, intro_html=intro(result), banner=banner(result),
+    return Report(title=result.spec.name, intro_html=intro(result),
+                  banner=with_warnings(banner(result), result),
                   sections=tuple(body))
 
 

@@ -103,14 +103,6 @@ def checks_section(result: AnalysisResult) -> Section | None:
         "flags misfit.</p>", table, after)
 
 
-def warnings_section(result: AnalysisResult) -> Section | None:
-    warnings = result.summary_entries.get("data_warnings", [])
-    if not warnings:
-        return None
-    items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
-    return section("Data warnings", f"<ul>{items}</ul>")
-
-
 def lr_figures(result: AnalysisResult, population: str = "average_site") -> list[FigureSpec]:
     """CIF curves (reference lesion, standardised lesion mix, death-free survival), lesion
     covariate effects, frailty and death traces, and the LR predictive checks."""
@@ -155,8 +147,7 @@ def lr_report(result: AnalysisResult) -> Report:
             f"the reference arm ({html.escape(str(result.spec.reference_arm))}); the HR is "
             "conditional on patient frailty and site. Lesion targets and populations are "
             "explained under “Local recurrence: model and estimands” below.")
-    sections = [s for s in (model_section(result), checks_section(result),
-                            warnings_section(result)) if s is not None]
+    sections = [s for s in (model_section(result), checks_section(result)) if s is not None]
     figures = (posterior_figures(result) + hr_figure(result) + trace_figure(result)
                + lr_figures(result))
     return analysis_report(result, estimands_note_html=note, sections=sections,
