@@ -35,6 +35,8 @@ td:first-child,th:first-child{text-align:left}.banner{padding:.8em 1em;border-ra
 font-weight:600;margin:1em 0}.pass{background:#e3f4e8;border:1px solid #7cc48f}
 .fail{background:#fde2e0;border:2px solid #d9534f;color:#8b1b17;font-size:1.1em}
 .muted{color:#666;font-size:.85em}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.headline{font-size:1.15em;font-weight:600;background:#eef4fb;border-left:5px solid #2b6cb0;
+padding:.6em 1em;margin:.4em 0}
 code{background:#f4f4f4;padding:0 .3em}
 """
 

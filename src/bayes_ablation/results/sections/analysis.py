@@ -7,11 +7,20 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayes_ablation.results.contract import AnalysisResult
-from bayes_ablation.results.sections import Banner, FigureSpec, Report, Section, section
+from bayes_ablation.results.sections import (
+    Banner,
+    FigureSpec,
+    Report,
+    Section,
+    Table,
+    Text,
+    section,
+)
 
 #: posterior quantities drawn as trace plots when the model has them
 TRACE_NAMES = ("log_hr", "weibull_shape", "log_cumhaz_ref", "log_hazard_mean",
@@ -37,6 +46,62 @@ def banner(result: AnalysisResult) -> Banner:
     items = "".join(f"<li>{html.escape(f)}</li>" for f in d.failures)
     return Banner(False, "CONVERGENCE GATE FAILED — do not use these results for decisions."
                          f"<ul>{items}</ul>")
+
+
+#: the population the headline reports, per endpoint's difference estimand
+_HEADLINE_DIFF = {
+    "survival_difference": ({"site_target": "average"}, "PFS", "an average site", 100, "points"),
+    "cif_lr_difference": ({"lesion_target": "standardised", "population": "average_site"},
+                          "cumulative incidence of local recurrence", "the analysed lesions "
+                          "(standardised), frailty averaged, at an average site", 100, "points"),
+}
+
+
+def headline_sentences(result: AnalysisResult) -> list[str]:
+    """The primary answer in words: per treatment arm vs the reference, the HR with its
+    credible interval and P(HR<1), and the difference at the middle estimand time, with the
+    population named. Numbers only from the estimand table and the probabilities."""
+    table, spec = result.estimand_table, result.spec
+    if table is None or "estimand" not in table.columns or not (table["estimand"] == "hr").any():
+        return []
+    lo, hi = [c for c in table.columns if c.startswith("q")][:2]
+    level = f"{100 * spec.estimands.interval_prob:g}%"
+    times = list(spec.estimands.times_months)
+    t_mid = times[len(times) // 2] if times else None
+    out = []
+    for _, hr in table[table["estimand"] == "hr"].iterrows():
+        trt = hr.get("treatment")
+        p_lt_1 = result.probabilities.get(f"P(HR<1) [{trt}]")
+        text = (f"{str(trt).capitalize()} vs {spec.reference_arm}: HR {hr['median']:.2f} "
+                f"({level} CrI {hr[lo]:.2f}–{hr[hi]:.2f})"
+                + (f", P(HR<1) {_probability(p_lt_1)}" if p_lt_1 is not None else ""))
+        for name, (where, what, population, scale, unit) in _HEADLINE_DIFF.items():
+            rows = table[(table["estimand"] == name) & (table["treatment"] == trt)]
+            if "time" in rows.columns and t_mid is not None:
+                rows = rows[rows["time"] == t_mid]
+            for col, value in where.items():
+                if col in rows.columns:
+                    rows = rows[rows[col] == value]
+            if len(rows) == 1:
+                r = rows.iloc[0]
+                text += (f"; {t_mid:g}-month {what} {scale * r['median']:+.1f} {unit} "
+                         f"({level} CrI {scale * r[lo]:+.1f} to {scale * r[hi]:+.1f}), "
+                         f"for {population}")
+        out.append(text + ".")
+    return out
+
+
+def _probability(p: float) -> str:
+    """'= 0.97', or '> 0.99' / '< 0.01' rather than a rounded certainty."""
+    return "> 0.99" if p >= 0.995 else "< 0.01" if p < 0.005 else f"= {p:.2f}"
+
+
+def headline_section(result: AnalysisResult) -> Section | None:
+    sentences = headline_sentences(result)
+    if not sentences:
+        return None
+    items = "".join(f"<p class=\"headline\">{html.escape(s)}</p>" for s in sentences)
+    return Section("Answer", (Text(items),))
 
 
 def data_warnings(result: AnalysisResult) -> list[dict[str, Any]]:
@@ -93,14 +158,81 @@ def probabilities_table(result: AnalysisResult) -> pd.DataFrame:
                          for k, v in result.probabilities.items()])
 
 
+#: estimand → (what it is, in words; its unit). Machine labels stay in estimands.csv.
+ESTIMAND_INFO: dict[str, tuple[str, str]] = {
+    "log_hr": ("Log hazard ratio (conditional on site)", "log scale"),
+    "hr": ("Hazard ratio (conditional on site)", "ratio"),
+    "survival": ("Progression-free survival probability S(t)", "probability"),
+    "survival_difference": ("Difference in PFS probability (treatment − reference)",
+                            "probability"),
+    "rmst": ("Restricted mean PFS time", "months"),
+    "rmst_difference": ("Difference in restricted mean PFS time", "months"),
+    "median": ("Median PFS", "months"),
+    "hazard": ("Hazard per interval", "per month"),
+    "hr_interval": ("Hazard ratio per interval", "ratio"),
+    "cif_lr": ("Cumulative incidence of local recurrence per lesion (death competing)",
+               "probability"),
+    "cif_lr_difference": ("Difference in LR cumulative incidence (treatment − reference)",
+                          "probability"),
+    "death_free_survival": ("Death-free survival", "probability"),
+}
+_POPULATION_WORDS = {"average": "average site", "new": "new site",
+                     "typical_patient": "typical patient (frailty 0, average site)",
+                     "average_site": "frailty averaged, average site",
+                     "new_site": "frailty averaged, new site",
+                     "reference": "reference lesion", "standardised": "analysed lesions (standardised)"}
+
+
+def grouped_estimands(result: AnalysisResult) -> list[tuple[str, pd.DataFrame]]:
+    """The estimand table grouped by estimand, in words: one (heading, table) per estimand,
+    columns comparison/arm, population, time, median, interval and unit."""
+    table, ref = result.estimand_table, result.spec.reference_arm
+    lo, hi = [c for c in table.columns if c.startswith("q")][:2]
+    level = f"{100 * result.spec.estimands.interval_prob:g}% CrI"
+    groups = []
+    for name, rows in table.groupby("estimand", sort=False):
+        what, unit = ESTIMAND_INFO.get(str(name), (str(name), ""))
+        shown = []
+        for _, r in rows.iterrows():
+            item: dict[str, Any] = {}
+            if _present(r.get("treatment")):
+                item["comparison"] = f"{r['treatment']} vs {ref}"
+            if _present(r.get("arm")):
+                item["arm"] = r["arm"]
+            population = [_POPULATION_WORDS.get(str(r[c]), str(r[c]))
+                          for c in ("lesion_target", "population", "site_target", "study")
+                          if c in r and _present(r[c])]
+            if population:
+                item["population"] = "; ".join(population)
+            if _present(r.get("time")):
+                item["month"] = f"{r['time']:g}"
+            if _present(r.get("interval")):
+                item["interval (months)"] = r["interval"]
+            digits = _UNIT_DIGITS.get(unit, 3)
+            item["median"] = f"{r['median']:.{digits}f}"
+            item[level] = f"{r[lo]:.{digits}f} to {r[hi]:.{digits}f}"
+            item["unit"] = unit
+            shown.append(item)
+        groups.append((what, pd.DataFrame(shown)))
+    return groups
+
+
+_UNIT_DIGITS = {"probability": 3, "ratio": 2, "log scale": 3, "months": 1, "per month": 4}
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and np.isnan(v)) and v != ""
+
+
 def estimands_section(result: AnalysisResult, note_html: str) -> Section:
-    table = result.estimand_table
-    q_cols = [c for c in table.columns if c.startswith("q")]
-    return section("Estimands",
-                   f"<p class=\"muted\">{note_html} Intervals are central "
-                   f"{result.spec.estimands.interval_prob:.0%} posterior intervals; times in "
-                   "months.</p>",
-                   table[["label", "mean", "sd", "median", *q_cols]])
+    blocks: list[Any] = [Text(
+        f"<p class=\"muted\">{note_html} Intervals are central "
+        f"{result.spec.estimands.interval_prob:.0%} posterior credible intervals (CrI); times "
+        "in months. Machine-readable labels are in <code>estimands.csv</code> and "
+        "<code>summary.json</code>.</p>")]
+    for heading, frame in grouped_estimands(result):
+        blocks += [Text(f"<h3>{html.escape(heading)}</h3>"), Table(frame, digits=3)]
+    return Section("Estimands", tuple(blocks))
 
 
 def provenance_table(prov: Any) -> pd.DataFrame:
@@ -159,6 +291,7 @@ def analysis_report(result: AnalysisResult, *, estimands_note_html: str,
     ``sections`` (after the estimands), ``figures`` and posterior predictive ``checks``."""
     d = result.diagnostics
     body = [
+        *([h] if (h := headline_section(result)) is not None else []),
         *([w] if (w := warnings_section(result)) is not None else []),
         section("Data", _indexed(result.data_summary)),
         section("Pre-specified priors", priors_table(result.spec)),
@@ -177,6 +310,4 @@ def analysis_report(result: AnalysisResult, *, estimands_note_html: str,
 
 
 def _indexed(frame: pd.DataFrame) -> Any:
-    from bayes_ablation.results.sections import Table
-
     return Table(frame, index=True)
