@@ -72,7 +72,8 @@ def headline_sentences(result: AnalysisResult) -> list[str]:
     for _, hr in table[table["estimand"] == "hr"].iterrows():
         trt = hr.get("treatment")
         p_lt_1 = result.probabilities.get(f"P(HR<1) [{trt}]")
-        text = (f"{str(trt).capitalize()} vs {spec.reference_arm}: HR {hr['median']:.2f} "
+        hr_word = "local-recurrence HR" if spec.endpoint == "local_recurrence" else "HR"
+        text = (f"{str(trt).capitalize()} vs {spec.reference_arm}: {hr_word} {hr['median']:.2f} "
                 f"({level} CrI {hr[lo]:.2f}–{hr[hi]:.2f})"
                 + (f", P(HR<1) {_probability(p_lt_1)}" if p_lt_1 is not None else ""))
         for name, (where, what, population, scale, unit) in _HEADLINE_DIFF.items():
@@ -192,6 +193,10 @@ def grouped_estimands(result: AnalysisResult) -> list[tuple[str, pd.DataFrame]]:
     groups = []
     for name, rows in table.groupby("estimand", sort=False):
         what, unit = ESTIMAND_INFO.get(str(name), (str(name), ""))
+        if result.spec.endpoint == "local_recurrence" and name in ("hr", "log_hr"):
+            what = what.replace("Log hazard", "Log local-recurrence hazard").replace(
+                "Hazard ratio", "Local-recurrence hazard ratio").replace(
+                "(conditional on site)", "(conditional on patient frailty and site)")
         shown = []
         for _, r in rows.iterrows():
             item: dict[str, Any] = {}
