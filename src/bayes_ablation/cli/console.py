@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
+from pathlib import Path
 
 from bayes_ablation.errors import BayesAblationError
 
@@ -40,3 +42,15 @@ def configure_logging(quiet: bool = False) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    warnings.showwarning = library_warning
+
+
+def library_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: object = None, line: str | None = None) -> None:
+    """A Python warning raised inside a library (NumPy, ArviZ, PyMC, …) and not handled by the
+    package: said once, in the package's words, through its logger — never printed raw."""
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    logging.getLogger("bayes_ablation").warning(
+        "note: a library warned %s: %s (at %s:%d; the command went on and its result is "
+        "complete — if this recurs, please report it with the command you ran)",
+        category.__name__, text, Path(filename).name, lineno)
