@@ -10,7 +10,7 @@ from bayes_ablation.cli.console import configure_logging
 
 
 def test_a_library_warning_is_said_in_the_package_words(capsys):
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(invalid="warn"):
         warnings.simplefilter("always")
         configure_logging()
         np.log(np.array([-1.0]))  # NumPy: RuntimeWarning: invalid value encountered in log

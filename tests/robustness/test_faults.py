@@ -177,6 +177,7 @@ for cut in cuts:
             out.append(led.record(e).status)
     except BayesAblationError as exc:
         out.append("refused")
+        print(f"{cut}: {exc}", file=sys.stderr)
 print(",".join(out))
 """
 
@@ -198,7 +199,7 @@ def test_ledger_under_concurrent_looks(tmp_path):
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     statuses = [s for out, _ in outputs for s in out.strip().split(",")]
-    assert len(statuses) == 48 and "refused" not in statuses
+    assert len(statuses) == 48 and "refused" not in statuses, [err for _, err in outputs]
     with Ledger.open(path, create=False) as led:
         records = led.verify()  # the hash chain holds
     assert [r.cut_date for r in records] == cuts  # each look once, in calendar order

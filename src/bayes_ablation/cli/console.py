@@ -42,6 +42,7 @@ def configure_logging(quiet: bool = False) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    logger.disabled = False  # a library's logging.config.dictConfig may have disabled it
     warnings.showwarning = library_warning
 
 

@@ -40,6 +40,8 @@ DEFAULT_CI_LEVEL = 0.95
 EVIDENCE_LABELS = {"log_hr": "log HR and SE", "hr_ci": "HR with CI", "ipd": "patient data"}
 
 
+#: |log HR| and its SE beyond this are not plausible estimates (exp would overflow)
+MAX_ABS_LOG_HR = 20.0
 #: up to this many studies, τ is prior-driven and the table says so
 FEW_STUDIES = 3
 
@@ -235,12 +237,14 @@ def validate_studies(raw: pd.DataFrame, source: str, *, base_dir: str | Path | N
         out["evidence"][i] = kind
         if kind == "log_hr":
             log_hr, se = _number(row["log_hr"]), _number(row["se"])
-            if not np.isfinite(log_hr):
-                add(r, "log_hr", row["log_hr"], "a finite number (log hazard ratio)")
-            if not (np.isfinite(se) and se > 0):
-                add(r, "se", row["se"], "a standard error > 0")
+            if not (np.isfinite(log_hr) and abs(log_hr) <= MAX_ABS_LOG_HR):
+                add(r, "log_hr", row["log_hr"], "a finite log hazard ratio within "
+                    f"±{MAX_ABS_LOG_HR:g} (HR between 1e-9 and 1e9)")
+            if not (np.isfinite(se) and 0 < se <= MAX_ABS_LOG_HR):
+                add(r, "se", row["se"], f"a standard error > 0 and ≤ {MAX_ABS_LOG_HR:g}")
             out["log_hr"][i], out["se"][i] = log_hr, se
-            if np.isfinite(log_hr) and np.isfinite(se) and se > 0:
+            if (np.isfinite(log_hr) and abs(log_hr) <= MAX_ABS_LOG_HR and np.isfinite(se)
+                    and 0 < se <= MAX_ABS_LOG_HR):
                 z = stats.norm.ppf(0.5 + DEFAULT_CI_LEVEL / 2)
                 out["hr"][i] = np.exp(log_hr)
                 out["ci_low"][i], out["ci_high"][i] = np.exp(log_hr - z * se), \

@@ -252,7 +252,7 @@ def parse_prior(name: str, table: Any, errs: Collector, section: str = "priors"
         errs.add(f"{where} must be a table with 'family', its parameters and 'rationale'")
         return None
     family = table.get("family")
-    if family not in PRIOR_FAMILIES:
+    if not isinstance(family, str) or family not in PRIOR_FAMILIES:
         errs.add(f"{where} family {family!r} is not one of {', '.join(PRIOR_FAMILIES)}")
         return None
     needed = PRIOR_FAMILIES[family]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import uuid
@@ -43,6 +44,9 @@ APPLICATION_ID = 0x42414C47  # "BALG"
 SCHEMA_VERSION = 1
 LEDGER_FORMAT = "bayes_ablation monitoring ledger"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+LOCK_TIMEOUT_S = 60.0  # how long a look waits for another process's look to finish writing
+
+logger = logging.getLogger(__name__)
 
 _TABLES = {
     "ledger_info": """CREATE TABLE ledger_info (
@@ -177,7 +181,8 @@ class Ledger:
             raise LedgerError(f"{path} is {what}, so not a monitoring ledger; refusing to use "
                               "or overwrite it")
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None,
+                                   timeout=LOCK_TIMEOUT_S)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open ({exc})") from exc
         ledger = cls(path, conn)
@@ -386,7 +391,9 @@ def _create(path: Path) -> None:
             conn.close()
         try:
             os.link(tmp, path)  # fails if anything appeared at ``path``
-        except FileExistsError as exc:
-            raise LedgerError(f"{path} appeared while creating the ledger; not touched") from exc
+        except FileExistsError:
+            # another process created it meanwhile: never replaced, and :meth:`Ledger.open`
+            # verifies whatever is there before using it
+            logger.info("%s was created by another process meanwhile; using it", path)
     finally:
         tmp.unlink(missing_ok=True)
