@@ -48,9 +48,51 @@ def posterior_tree(result: AnalysisResult) -> Any:
     groups["estimands"] = estimands
     for name, extra in result.groups.items():   # e.g. exact posterior grids
         groups[name] = extra
+    groups = bounded_groups(groups)
     tree = xr.DataTree.from_dict(groups)
     tree.attrs.update(self_description(result))
     return tree
+
+
+#: above this many rows per patient (or lesion) variable, the bundle keeps the analysis' sufficient
+#: statistics (e.g. the aggregated cells) and not the per-row input copy
+MAX_STORED_ROWS = 20_000
+#: above this many pointwise values (only when all were asked for: the fit's default stores at
+#: most 1.5e6), the log-likelihood is stored as float32 (LOO needs ~1e-4)
+MAX_FLOAT64_LOGLIK = 1_500_000
+
+
+def bounded_groups(groups: dict[str, Any]) -> dict[str, Any]:
+    """Keep the bundle's size bounded whatever the number of patients (< ~20 MB at 10⁶).
+
+    * ``constant_data`` / ``observed_data``: variables indexed by a ``patient`` or ``lesion``
+      dim longer than :data:`MAX_STORED_ROWS` are left out (the input table, whose SHA-256 the
+      file records, holds them; aggregated models keep their cells, the likelihood's sufficient
+      statistics); the group's ``omitted_per_row_variables`` attribute names them.
+    * ``log_likelihood`` with more than :data:`MAX_FLOAT64_LOGLIK` values is stored as float32
+      (relative precision 6e-8: PSIS-LOO weights change by < 1e-4), recorded in its attrs.
+    """
+    out = dict(groups)
+    for name in ("constant_data", "observed_data"):
+        ds = out.get(name)
+        if ds is None:
+            continue
+        long = [v for v, var in ds.data_vars.items()
+                if any(d in ("patient", "lesion") and ds.sizes[d] > MAX_STORED_ROWS
+                       for d in var.dims)]
+        if long:
+            kept = ds.drop_vars(long)
+            kept = kept.drop_dims([d for d in ("patient", "lesion") if d in kept.dims
+                                   and not any(d in kept[v].dims for v in kept.data_vars)])
+            kept.attrs = {**ds.attrs, "omitted_per_row_variables": ", ".join(map(str, long)),
+                          "omitted_because": f"more than {MAX_STORED_ROWS} rows: the input "
+                                             "table (see data_sha256) holds them"}
+            out[name] = kept
+    loglik = out.get("log_likelihood")
+    if loglik is not None and sum(v.size for v in loglik.data_vars.values()) > MAX_FLOAT64_LOGLIK:
+        out["log_likelihood"] = loglik.astype("float32").assign_attrs(
+            {**loglik.attrs, "stored_as": f"float32 (more than {MAX_FLOAT64_LOGLIK} values)"})
+    return out
 
 
 def self_description(result: AnalysisResult) -> dict[str, str]:

@@ -46,13 +46,35 @@ def censoring_times(time: np.ndarray, event: np.ndarray, n_samples: int,
     if events.size == 0:
         return out
     grid, surv = kaplan_meier(time, 1 - event)
-    for i in events:
-        s_t = np.interp(time[i], grid, surv, left=1.0)
-        if s_t <= 0:
-            out[:, i] = np.inf
-            continue
-        u = rng.uniform(size=n_samples) * s_t  # target S_C(c) = u, with u < S_C(t_i)
-        pos = np.searchsorted(-surv, -u, side="left")  # first grid point where surv <= u
-        out[:, i] = np.where(pos < grid.size, grid[np.minimum(pos, grid.size - 1)], np.inf)
-        out[:, i] = np.maximum(out[:, i], time[i])
+    s_t = np.interp(time[events], grid, surv, left=1.0)                 # S_C(t_i)
+    u = rng.uniform(size=(n_samples, events.size)) * s_t                # S_C(c) = u < S_C(t_i)
+    # first grid point where surv <= u (surv is non-increasing: search its negation)
+    pos = np.searchsorted(-surv, -u.ravel(), side="left").reshape(u.shape)
+    drawn = np.where(pos < grid.size, grid[np.minimum(pos, grid.size - 1)], np.inf)
+    drawn = np.maximum(drawn, time[events])
+    out[:, events] = np.where(s_t > 0, drawn, np.inf)
     return out
+
+
+def stratified_subsample(strata: np.ndarray, max_size: int, seed: int,
+                         min_per_stratum: int = 50) -> np.ndarray | None:
+    """Sorted row indices of a stratified random subsample of at most about ``max_size`` rows,
+    or ``None`` when all rows fit.
+
+    Allocation is proportional to stratum size, with at least ``min(n_s, min_per_stratum)``
+    rows of every stratum s (so small strata keep a readable check); rows are drawn without
+    replacement within each stratum, with a fixed seed.
+    """
+    n = strata.size
+    if n <= max_size:
+        return None
+    levels, labels = np.unique(strata, return_inverse=True)
+    sizes = np.bincount(labels, minlength=levels.size)
+    take = np.minimum(sizes, np.maximum(np.round(max_size * sizes / n).astype(int),
+                                        np.minimum(sizes, min_per_stratum)))
+    rng = np.random.default_rng(seed)
+    order = np.argsort(labels, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    chosen = [rng.choice(order[starts[k]:starts[k + 1]], size=int(take[k]), replace=False)
+              for k in range(levels.size)]
+    return np.sort(np.concatenate(chosen))

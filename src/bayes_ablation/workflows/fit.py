@@ -91,7 +91,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         lesions: LesionTable | pd.DataFrame | str | Path | None = None,
         seed: int | None = None, progress: bool | None = None, ppc_draws: int = 100,
         cache_key: Any = "default", run_ppc: bool = True,
-        log_likelihood: bool = True) -> Result:
+        log_likelihood: bool | str = True) -> Result:
     """Run the analysis the spec pre-specifies.
 
     ``spec``: an :class:`~bayes_ablation.spec.plan.AnalysisSpec` or the path of its TOML file.
@@ -102,7 +102,9 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     spec's sampler seed (recorded: the spec as run, and its hash, carry the new seed).
     ``progress`` (default: when the session is interactive) shows the sampler's progress bar.
     ``log_likelihood`` adds the pointwise ``log_likelihood`` group (per patient; per cell too
-    for aggregated models) that LOO model comparison needs. A ``meta`` spec is handed to
+    for aggregated models) that LOO model comparison needs, bounded in size (thinned draws, no
+    per-patient values at 10⁶ patients: :func:`~bayes_ablation.endpoints.pfs.loglik.log_likelihood_group`);
+    ``log_likelihood="all"`` stores every draw for every patient. A ``meta`` spec is handed to
     :func:`~bayes_ablation.workflows.meta.fit_meta` (``patients``: the study table).
     """
     spec = as_spec(spec)
@@ -148,7 +150,8 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
 
     with clock("log_likelihood"):
         if log_likelihood and ep.pointwise_loglik:
-            group, notes = log_likelihood_group(idata, spec)
+            group, notes = (log_likelihood_group(idata, spec, max_values=None)
+                            if log_likelihood == "all" else log_likelihood_group(idata, spec))
             if group.data_vars:
                 idata["log_likelihood"] = group
             if notes:

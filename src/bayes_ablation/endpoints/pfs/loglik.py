@@ -12,8 +12,12 @@ site × arm × interval × pattern block) is a different cross-validation questi
 out a patient, and cell-level LOO values are only comparable between models with the same cells.
 
 ``log_likelihood_group`` returns the ``log_likelihood`` group stored in a fit's DataTree:
-``y`` (chain, draw, patient) — unless draws × patients exceeds ``max_values`` — and, for
-aggregated models, ``events`` (chain, draw, cell).
+``y`` (chain, draw, patient) and, for aggregated models, ``events`` (chain, draw, cell). The
+group is bounded (``max_values`` pointwise values in all, default 1.5·10⁶ = 12 MB): beyond it,
+every k-th draw of each chain is kept (PSIS-LOO on ≥ :data:`MIN_LOO_DRAWS` draws is as
+reliable, its Pareto-k threshold min(1 − 1/log₁₀ S, 0.7) barely moves), and ``y`` is left out
+when even that many draws do not fit (e.g. 10⁶ patients; the cells remain). The group's
+``draw_thinning`` attribute records k; ``max_values=None`` stores everything.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from bayes_ablation.spec.plan import AnalysisSpec
 
 #: family -> fn(stacked posterior (dim sample), constant data, spec) -> ℓ (sample, patient)
 PatientLogLik = Callable[[xr.Dataset, xr.Dataset, AnalysisSpec], np.ndarray]
-#: default cap on stored per-patient values (draws × patients): 1e7 float64 = 80 MB
-MAX_VALUES = 10_000_000
+#: default cap on stored pointwise values (draws × (patients + cells)): 1.5e6 float64 = 12 MB
+MAX_VALUES = 1_500_000
+#: fewest draws the log-likelihood is thinned to (PSIS-LOO's usual minimum)
+MIN_LOO_DRAWS = 1000
 _CHUNK = 250
 
 
@@ -95,37 +101,49 @@ def _by_chunks(fn: Callable[[xr.Dataset], np.ndarray], post: xr.Dataset, n_obs: 
     return out.reshape(post.sizes["chain"], post.sizes["draw"], n_obs)
 
 
-def log_likelihood_group(idata: Any, spec: AnalysisSpec, *, max_values: int = MAX_VALUES
+def log_likelihood_group(idata: Any, spec: AnalysisSpec, *, max_values: int | None = MAX_VALUES
                          ) -> tuple[xr.Dataset, list[str]]:
     """The ``log_likelihood`` group of a fit (see module docstring) and notes on what was
-    left out and why."""
+    left out or thinned and why."""
     post = idata.posterior.to_dataset() if hasattr(idata.posterior, "to_dataset") \
         else idata.posterior
     cdata = idata.constant_data.to_dataset() if hasattr(idata.constant_data, "to_dataset") \
         else idata.constant_data
     post = post[[v for v in post.data_vars if not str(v).startswith("z_")]]
-    coords = {"chain": post["chain"].values, "draw": post["draw"].values}
-    variables: dict[str, xr.DataArray] = {}
     notes: list[str] = []
     n_patients = cdata.sizes.get("patient", 0)
+    n_cells = cdata.sizes.get("cell", 0) if "cell_events" in cdata else 0
     n_draws = post.sizes["chain"] * post.sizes["draw"]
     patient_loglik = family(spec.model).patient_loglik
-    if patient_loglik is not None and n_patients:
-        if n_patients * n_draws <= max_values:
-            values = _by_chunks(lambda p: patient_loglik(p, cdata, spec), post,
-                                n_patients)
-            variables["y"] = xr.DataArray(
-                values, dims=("chain", "draw", "patient"),
-                coords={**coords, "patient": cdata["patient"].values})
-        else:
-            notes.append(f"per-patient log-likelihood not stored: {n_draws} draws × "
-                         f"{n_patients} patients > {max_values:g} values")
-    if "cell_events" in cdata:
+    per_patient = patient_loglik is not None and n_patients > 0
+    cap = np.inf if max_values is None else max_values
+    fewest = min(n_draws, MIN_LOO_DRAWS)
+    if per_patient and (n_patients + n_cells) * fewest > cap:
+        per_patient = False
+        notes.append(f"per-patient log-likelihood not stored: {n_patients} patients × "
+                     f"{fewest} draws > {max_values:g} values (pass max_values=None to store it)")
+    n_obs = (n_patients if per_patient else 0) + n_cells
+    step = 1
+    if n_obs and n_obs * n_draws > cap:
+        step = max(1, min(int(np.ceil(n_obs * n_draws / cap)), n_draws // fewest))
+        post = post.isel(draw=slice(None, None, step))
+        notes.append(f"log-likelihood stored for every {step}th draw of each chain "
+                     f"({post.sizes['chain'] * post.sizes['draw']} of {n_draws} draws): "
+                     f"{n_obs} pointwise values × {n_draws} draws > {max_values:g}")
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values}
+    variables: dict[str, xr.DataArray] = {}
+    if per_patient:
+        values = _by_chunks(lambda p: patient_loglik(p, cdata, spec), post, n_patients)
+        variables["y"] = xr.DataArray(
+            values, dims=("chain", "draw", "patient"),
+            coords={**coords, "patient": cdata["patient"].values})
+    if n_cells:
         values = _by_chunks(lambda p: pwe_cell_loglik(p, cdata), post, cdata.sizes["cell"])
         variables["events"] = xr.DataArray(values, dims=("chain", "draw", "cell"),
                                            coords={**coords, "cell": cdata["cell"].values})
     ds = xr.Dataset(variables)
     ds.attrs["units"] = json_units(variables)
+    ds.attrs["draw_thinning"] = step
     return ds, notes
 
 
