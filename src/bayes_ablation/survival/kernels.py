@@ -65,3 +65,110 @@ def mixed_survival(log_cumhaz: np.ndarray, offsets: np.ndarray, pattern_weights:
                     for t in range(n_time):
                         out[d, a, t] += c * math.exp(hazard[d, a, t] * f)
     return out
+
+
+# ------------------------------------------------------- many covariate patterns: binned
+
+#: lattice step of the binned standardisation (log-hazard scale). Linear binning of the
+#: offsets and linear interpolation of the tabulated mixture each err by at most
+#: step²/8 · max|G''| (G(z) = exp(−e^z), max|G''| < 0.26), so |ΔS| ≤ 1.7e-6 in all
+BIN_STEP = 0.005
+#: mixture tables below this: 1 − e^z Σ w e^o is exact to 1e-16 (all z + o ≤ −18)
+_BIN_LOWER = -18.0
+#: above this G(z + o) < 2e-24 for every pattern: S = 0
+_BIN_UPPER = 4.0
+#: draws per FFT batch (memory: batch × FFT length × 16 bytes)
+_BIN_BATCH = 256
+#: fewer patterns than this are summed exactly (:func:`mixed_survival`)
+BIN_MIN_PATTERNS = 48
+
+
+def _binned_tables(offsets: np.ndarray, pattern_weights: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per draw d the mixture F_d(z) = Σ_p w_p G(z + o_dp − m_d h) on the lattice z_k = (k0 + k) h,
+    by linear binning of the offsets (relative to the draw's lowest lattice point m_d h) and one
+    FFT correlation with G per draw. Returns (tables (D, K), shift m_d h (D,), Σ_p w_p e^{o_dp}
+    (D,), k0)."""
+    from scipy import fft
+
+    h = BIN_STEP
+    q = offsets / h
+    base = np.floor(q.min(axis=1))                                     # m_d
+    rel = q - base[:, None]
+    idx = np.floor(rel).astype(np.int64)
+    frac = rel - idx
+    width = int(idx.max()) + 2                                         # bins 0 .. width-1
+    n_draw = offsets.shape[0]
+    k0 = int(np.floor((_BIN_LOWER - width * h) / h)) - 1
+    k1 = int(np.ceil(_BIN_UPPER / h)) + 1
+    n_table = k1 - k0 + 1
+    # G on lattice points (k0 + k + m) h, k < n_table, m < width
+    g = np.exp(-np.exp((k0 + np.arange(n_table + width - 1)) * h))
+    n_fft = fft.next_fast_len(g.size + width - 1, real=True)
+    g_f = fft.rfft(g, n_fft)
+    tables = np.empty((n_draw, n_table))
+    rows = np.arange(offsets.shape[0])[:, None]
+    for start in range(0, n_draw, _BIN_BATCH):
+        stop = min(start + _BIN_BATCH, n_draw)
+        bins = np.zeros((stop - start, width))
+        r = np.broadcast_to(rows[: stop - start], idx[start:stop].shape)
+        np.add.at(bins, (r, idx[start:stop]), pattern_weights * (1.0 - frac[start:stop]))
+        np.add.at(bins, (r, idx[start:stop] + 1), pattern_weights * frac[start:stop])
+        # F[k] = Σ_m b[m] g[k + m]: convolution of g with the reversed bins
+        conv = fft.irfft(g_f * fft.rfft(bins[:, ::-1], n_fft, axis=1), n_fft, axis=1)
+        tables[start:stop] = conv[:, width - 1: width - 1 + n_table]
+    tail = np.exp(offsets) @ pattern_weights
+    return tables, base * h, tail, k0
+
+
+@numba.njit(cache=True)
+def _interpolated_survival(log_cumhaz: np.ndarray, tables: np.ndarray, shift: np.ndarray,
+                           tail: np.ndarray, k0: int, step: float, sd: np.ndarray,
+                           nodes: np.ndarray, weights: np.ndarray, orders: np.ndarray,
+                           max_sd: np.ndarray) -> np.ndarray:
+    n_draw, n_arm, n_time = log_cumhaz.shape
+    n_table = tables.shape[1]
+    out = np.zeros(log_cumhaz.shape)
+    lower = k0 * step
+    for d in range(n_draw):
+        for a in range(n_arm):
+            s = sd[d, a]
+            k = 0
+            if s == 0.0:
+                n_nodes = 1
+            else:
+                while k < orders.size - 1 and s > max_sd[k]:
+                    k += 1
+                n_nodes = orders[k]
+            for j in range(n_nodes):
+                u = 0.0 if s == 0.0 else s * nodes[k, j]
+                c = 1.0 if s == 0.0 else weights[k, j]
+                for t in range(n_time):
+                    z = log_cumhaz[d, a, t] + u
+                    pos = (z + shift[d] - lower) / step
+                    if pos < 1.0:
+                        value = 1.0 - math.exp(z) * tail[d]
+                    elif pos >= n_table - 1:
+                        value = 0.0
+                    else:
+                        i = int(pos)
+                        f = pos - i
+                        value = (1.0 - f) * tables[d, i] + f * tables[d, i + 1]
+                    out[d, a, t] += c * value
+    return out
+
+
+def standardised_survival(log_cumhaz: np.ndarray, offsets: np.ndarray,
+                          pattern_weights: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """S (draw, arm, time) standardised over covariate patterns, as :func:`mixed_survival`.
+
+    Few patterns (< :data:`BIN_MIN_PATTERNS`): the exact sum. Many (continuous covariates: one
+    pattern per patient): S_da(t) = Σ_j ω_j F_d(log H_da(t) + s_da u_j) with the mixture
+    F_d(z) = Σ_p w_p exp(−e^{z + o_dp}) tabulated once per draw on a lattice of step
+    :data:`BIN_STEP` (linear binning of o_dp, FFT correlation with G) and interpolated
+    linearly; |ΔS| ≤ 1.7e-6. The cost no longer grows with patients × times × nodes."""
+    if offsets.shape[1] < BIN_MIN_PATTERNS:
+        return mixed_survival(log_cumhaz, offsets, pattern_weights, sd, *gh_tables())
+    tables, shift, tail, k0 = _binned_tables(offsets, pattern_weights)
+    return _interpolated_survival(np.ascontiguousarray(log_cumhaz), tables, shift, tail, k0,
+                                  BIN_STEP, np.ascontiguousarray(sd), *gh_tables())

@@ -53,10 +53,18 @@ def prepare_outputs() -> None:
     """One-time set-up of the post-processing libraries (cached numba estimand kernel,
     xarray's array-type discovery, NetCDF writer, matplotlib fonts): done while the sampler's
     threads run, so it costs no wall time on a machine with a free core."""
-    from bayes_ablation.survival.kernels import gh_tables, mixed_survival
+    from bayes_ablation.survival.kernels import (
+        BIN_MIN_PATTERNS,
+        gh_tables,
+        mixed_survival,
+        standardised_survival,
+    )
 
     mixed_survival(np.zeros((1, 1, 1)), np.zeros((1, 1)), np.ones(1), np.ones((1, 1)),
                    *gh_tables())
+    n = BIN_MIN_PATTERNS
+    standardised_survival(np.zeros((1, 1, 1)), np.zeros((1, n)), np.full(n, 1 / n),
+                          np.ones((1, 1)))
     xr.DataArray(np.zeros(1), dims="x").to_dataset(name="x")
     import h5netcdf  # noqa: F401  (the bundle's posterior writer)
 

@@ -8,7 +8,14 @@ import xarray as xr
 from scipy import integrate, special
 
 from bayes_ablation.survival import estimands as est
-from bayes_ablation.survival.kernels import GH_MAX_SD, GH_ORDERS, gh_tables, mixed_survival
+from bayes_ablation.survival.kernels import (
+    BIN_MIN_PATTERNS,
+    GH_MAX_SD,
+    GH_ORDERS,
+    gh_tables,
+    mixed_survival,
+    standardised_survival,
+)
 
 
 def _marginal_survival(h: float, sd: float) -> float:
@@ -38,6 +45,35 @@ def test_mixed_survival_average_site_and_patterns_exact():
     got = mixed_survival(lh, off, w, np.zeros((5, 2)), *gh_tables())
     want = np.einsum("p,dpat->dat", w, np.exp(-np.exp(lh[:, None] + off[:, :, None, None])))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("sd_scale", [0.0, 0.3, 1.5])
+def test_binned_standardisation_matches_exact_sum(sd_scale):
+    """Many covariate patterns: the binned lattice agrees with the exact sum to 1.7e-6 over
+    the whole range of H (S ≈ 1, the bulk, S ≈ 0) and of random-effect sds."""
+    rng = np.random.default_rng(7)
+    n_draw, n_pattern = 60, 500
+    lh = rng.normal(0.0, 3.0, (n_draw, 2, 40))
+    lh[:, :, :4] = -25.0                                   # far left tail: 1 − e^z Σ w e^o
+    lh[:, :, -4:] = 6.0                                    # far right: S = 0
+    off = (rng.normal(0.0, 1.0, (n_draw, 1)) * rng.normal(0.0, 0.8, (1, n_pattern))
+           + rng.normal(0.0, 0.3, (n_draw, n_pattern)))
+    w = rng.dirichlet(np.ones(n_pattern))
+    sd = np.abs(rng.normal(0.0, sd_scale, (n_draw, 2)))
+    exact = mixed_survival(lh, off, w, sd, *gh_tables())
+    binned = standardised_survival(lh, off, w, sd)
+    err = np.abs(binned - exact).max()
+    assert err <= 1.7e-6, err
+    assert err > 0.0                                       # the binned path was the one taken
+
+
+def test_few_patterns_are_summed_exactly():
+    rng = np.random.default_rng(8)
+    n = BIN_MIN_PATTERNS - 1
+    lh, off = rng.normal(size=(4, 2, 9)), rng.normal(size=(4, n))
+    w, sd = np.full(n, 1 / n), np.abs(rng.normal(size=(4, 2)))
+    assert np.array_equal(standardised_survival(lh, off, w, sd),
+                          mixed_survival(lh, off, w, sd, *gh_tables()))
 
 
 def test_new_site_survival_matches_quadrature_for_large_sd():
