@@ -133,3 +133,13 @@ def test_cli_refuses_bad_input_with_exit_code_2(tmp_path, capsys):
     assert main(["meta", "--spec", str(MODELS / "meta_loghr.toml"), "--data", str(EXAMPLE),
                  "--out", str(existing), "--quiet"]) == 2
     assert (existing / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--log-likelihood", "all"], "all"),
+                                                (["--log-likelihood", "none"], False)])
+def test_fit_log_likelihood_option(flag, expected):
+    from bayes_ablation.cli.main import _log_likelihood_option, build_parser
+
+    args = build_parser().parse_args(["fit", "--spec", "s.toml", "--data", "d.csv",
+                                      "--out", "o", *flag])
+    assert _log_likelihood_option(args) == expected

@@ -120,7 +120,8 @@ def _fit_pfs(spec, args: argparse.Namespace):
         say(f"warning: {warning}")
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
          f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
-    return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty())
+    return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty(),
+               log_likelihood=_log_likelihood_option(args))
 
 
 def _fit_local_recurrence(spec, args: argparse.Namespace):
@@ -139,7 +140,13 @@ def _fit_local_recurrence(spec, args: argparse.Namespace):
         say(f"warning: {warning}")
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
          f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
-    return fit(spec, patients, lesions=lesions, progress=not args.quiet and sys.stderr.isatty())
+    return fit(spec, patients, lesions=lesions, progress=not args.quiet and sys.stderr.isatty(),
+               log_likelihood=_log_likelihood_option(args))
+
+
+def _log_likelihood_option(args: argparse.Namespace) -> bool | str:
+    option = getattr(args, "log_likelihood", "bounded")
+    return {"bounded": True, "all": "all", "none": False}[option]
 
 
 FITTERS: dict[str, Callable] = {"pfs": _fit_pfs, "local_recurrence": _fit_local_recurrence}
@@ -239,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("netcdf", "zarr"), default="netcdf",
                    help="posterior file format")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--log-likelihood", choices=("bounded", "all", "none"), default="bounded",
+                   dest="log_likelihood",
+                   help="pointwise log-likelihood for LOO: 'bounded' (default) thins draws to "
+                        "at most 1.5 million values, 'all' stores every draw for every "
+                        "patient, 'none' skips it")
     g = p.add_argument_group("sampler overrides (recorded; change the spec hash)")
     g.add_argument("--draws", type=int)
     g.add_argument("--tune", type=int)
