@@ -13,12 +13,11 @@ is one ``bayes-ablation fit`` process, timed from process start to the finished 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli_run import timed_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "models" / "pfs_weibull_site.toml"
@@ -52,15 +51,7 @@ def covariate_spec(folder: Path) -> Path:
 
 
 def run(spec: Path, data: Path, out: Path) -> dict:
-    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(ROOT / "src"))
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bayes_ablation", "fit", "--spec", str(spec),
-                           "--data", str(data), "--out", str(out), "--quiet"],
-                          env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 3):
-        raise SystemExit(f"fit failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    summary = json.loads((out / "summary.json").read_text())
+    wall, summary, _ = timed_fit(spec, data, out)
     return {"wall_s": wall, "timings": summary["provenance"]["timings_seconds"],
             "gate": summary["diagnostics"]["passed"]}
 

@@ -17,15 +17,12 @@ the bounded, stratified subsample the check runs on above 20,000 patients keeps 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from cli_run import timed_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "models" / "pfs_piecewise_site.toml"
@@ -62,15 +59,7 @@ def spike_spec(folder: Path) -> Path:
 
 
 def run(spec: Path, data: Path, out: Path) -> dict:
-    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(ROOT / "src"))
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bayes_ablation", "fit", "--spec", str(spec),
-                           "--data", str(data), "--out", str(out), "--quiet"],
-                          env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 3):
-        raise SystemExit(f"fit failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    summary = json.loads((out / "summary.json").read_text())
+    wall, summary, returncode = timed_fit(spec, data, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     timings = summary["provenance"]["timings_seconds"]
     log_hr = next((row["median"] for label, row in summary["estimands"].items()
@@ -80,7 +69,7 @@ def run(spec: Path, data: Path, out: Path) -> dict:
             "gate": summary["diagnostics"]["passed"], "gate_reasons":
             summary["diagnostics"].get("failures", []), "log_hr": log_hr,
             "ppc_arm_coverage": {k: v["km_band_coverage"] for k, v in ppc.items()},
-            "rc": proc.returncode}
+            "rc": returncode}
 
 
 def main() -> None:
