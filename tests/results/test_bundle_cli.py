@@ -158,6 +158,9 @@ def test_cli_simulate_fit_and_strict_gate(tmp_path, trial600, capsys):
     assert code == 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diagnostics"]["passed"] is False
+    n = len(trial600[0].frame)
+    assert summary["posterior_predictive_sample"] == {
+        "patients_checked": n, "patients_total": n, "patients_sampled": "all"}
     assert "FAILED" in (out / "report.html").read_text()
     assert "sampler" in (out / "spec.toml").read_text()
     assert 'draws = 25' in (out / "spec.toml").read_text()

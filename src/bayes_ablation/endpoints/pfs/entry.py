@@ -72,12 +72,17 @@ def km_checks(idata: xr.DataTree, spec: AnalysisSpec, prepared: Prepared, n_draw
 def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr.Dataset],
                     model_details: dict[str, Any]) -> dict[str, Any]:
     """``posterior_predictive``: per level and group, the share of the observed KM curve inside
-    the predictive band and P(replicated events ≥ observed); ``model_details`` when any."""
+    the predictive band and P(replicated events ≥ observed); ``posterior_predictive_sample``:
+    how many patients the check used (a stratified subsample above 20,000); ``model_details``."""
     out: dict[str, Any] = {"posterior_predictive": {
         name: {str(g): {"km_band_coverage": float(ds["coverage"].sel(group=g)),
                         "events_p_value": float(ds["events_p_value"].sel(group=g))}
                for g in ds["group"].values}
         for name, ds in checks.items()}}
+    sample = next(iter(checks.values())).attrs if checks else {}
+    if "patients_checked" in sample:
+        out["posterior_predictive_sample"] = {k: sample[k] for k in (
+            "patients_checked", "patients_total", "patients_sampled")}
     if model_details:
         out["model_details"] = model_details
     return out

@@ -1,0 +1,36 @@
+"""The bounded stratified subsample the KM PPC runs on above its patient limit."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayes_ablation.survival.predictive import stratified_subsample
+
+
+def test_all_rows_when_they_fit():
+    assert stratified_subsample(np.array(["a", "b"] * 10), 20, seed=0) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=12),
+       max_size=st.integers(100, 5000), seed=st.integers(0, 2**31))
+def test_subsample_is_bounded_proportional_and_keeps_every_stratum(sizes, max_size, seed):
+    strata = np.repeat(np.arange(len(sizes)), sizes)
+    np.random.default_rng(seed).shuffle(strata)
+    keep = stratified_subsample(strata, max_size, seed)
+    if strata.size <= max_size:
+        assert keep is None
+        return
+    assert np.all(np.diff(keep) > 0) and keep[0] >= 0 and keep[-1] < strata.size
+    taken = np.bincount(strata[keep], minlength=len(sizes))
+    sizes = np.asarray(sizes)
+    floor = np.minimum(sizes, 50)
+    assert np.all(taken >= floor)                               # every stratum is checked
+    assert np.all(taken <= sizes)
+    share = np.round(max_size * sizes / sizes.sum())
+    assert np.all(taken == np.minimum(sizes, np.maximum(share, floor)))
+    assert keep.size <= max_size + 50 * len(sizes) + len(sizes)  # bounded
+    again = stratified_subsample(strata, max_size, seed)
+    assert np.array_equal(keep, again)                          # seeded
