@@ -145,8 +145,7 @@ def _fit_local_recurrence(spec, args: argparse.Namespace):
 
 
 def _log_likelihood_option(args: argparse.Namespace) -> bool | str:
-    option = getattr(args, "log_likelihood", "bounded")
-    return {"bounded": True, "all": "all", "none": False}[option]
+    return {"bounded": True, "all": "all", "none": False}[args.log_likelihood]
 
 
 FITTERS: dict[str, Callable] = {"pfs": _fit_pfs, "local_recurrence": _fit_local_recurrence}

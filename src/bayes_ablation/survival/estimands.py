@@ -17,7 +17,7 @@ log(−log S) linearly in log t (exact for a Weibull curve at an average site).
 With covariates, survival curves are *standardised* over the analysed patients' covariate mix
 (S̄_a(t) = mean_i S(t | arm a, x_i)), so survival, RMST and median are marginal quantities.
 With many covariate patterns (continuous covariates) the mean over patients is taken on a
-binned lattice (|ΔS| ≤ 1.7e-6, :func:`bayes_ablation.survival.kernels.standardised_survival`),
+binned lattice (|ΔS| ≤ 1.93e-6, :func:`bayes_ablation.survival.kernels.standardised_survival`),
 so its cost does not grow with the number of patients.
 """
 

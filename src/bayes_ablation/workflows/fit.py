@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -99,7 +99,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         lesions: LesionTable | pd.DataFrame | str | Path | None = None,
         seed: int | None = None, progress: bool | None = None, ppc_draws: int = 100,
         cache_key: Any = "default", run_ppc: bool = True,
-        log_likelihood: bool | str = True) -> Result:
+        log_likelihood: bool | Literal["all"] = True) -> Result:
     """Run the analysis the spec pre-specifies.
 
     ``spec``: an :class:`~bayes_ablation.spec.plan.AnalysisSpec` or the path of its TOML file.

@@ -8,7 +8,8 @@ is exact for it, and its cost is bounded whatever N. Its power is that of a tria
 ``PPC_MAX_PATIENTS`` patients: the band half-width is ≈ 2·sqrt(S(1−S)/n) ≈ 0.007 at n = 20,000,
 so any misfit of the survival curve larger than about one percentage point is still flagged
 (a hazard spike inside one piecewise interval at 10⁶ patients is: bench/e2e_scaling.py). The
-subsample size and how it was drawn are recorded in the check's attributes and the report."""
+subsample size and how it was drawn are recorded in the check's attributes and in
+``summary.json["posterior_predictive_sample"]``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from bayes_ablation.survival.predictive import stratified_subsample
 
 #: above this many patients, the KM check runs on a stratified subsample of this size
 PPC_MAX_PATIENTS = 20_000
+#: patients kept of every site × arm stratum (all of a smaller one)
+PPC_MIN_PER_STRATUM = 50
 
 
 def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
@@ -40,26 +43,28 @@ def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
     n_total = time.size
     strata = np.char.add(np.char.add(np.asarray(site_labels, str), " | "),
                          np.asarray(arm_labels, str))
-    keep = stratified_subsample(strata, PPC_MAX_PATIENTS, seed)
+    keep = stratified_subsample(strata, PPC_MAX_PATIENTS, seed, PPC_MIN_PER_STRATUM)
+    site_arm = strata
     if keep is not None:
         cdata = cdata.isel(patient=keep)
-        time, event = time[keep], event[keep]
+        time, event, site_arm = time[keep], event[keep], strata[keep]
         arm_labels, site_labels = np.asarray(arm_labels)[keep], np.asarray(site_labels)[keep]
     rep = predictive_observed(idata.posterior.to_dataset(), cdata,
                               spec, time, event, n_draws=n_draws, seed=seed)
     grid = np.linspace(0.0, float(time.max()), 120)
     by_arm = km_ppc(time, event, arm_labels, rep["time"], rep["event"], grid,
                     spec.estimands.interval_prob)
-    site_arm = np.array([f"{s} | {a}" for s, a in zip(site_labels, arm_labels, strict=True)])
     arms = list(pd.unique(arm_labels)) if arm_order is None else list(arm_order)
+    present = set(site_arm)
     order = [f"{s} | {a}" for s in sorted(set(site_labels)) for a in arms
-             if f"{s} | {a}" in set(site_arm)]
+             if f"{s} | {a}" in present]
     by_arm = by_arm.sel(group=[a for a in arms if a in by_arm["group"].values])
     by_site = km_ppc(time, event, site_arm, rep["time"], rep["event"], grid,
                      spec.estimands.interval_prob, order=order)
     checked = {"patients_checked": int(time.size), "patients_total": int(n_total),
                "patients_sampled": "all" if keep is None else
-               f"stratified random subsample (site x arm, proportional, >= 50 per stratum, "
+               f"stratified random subsample (site x arm, proportional, >= {PPC_MIN_PER_STRATUM} "
+               f"per stratum, "
                f"seed {seed}) of {time.size} of {n_total} patients"}
     for ds in (by_arm, by_site):
         ds.attrs.update(checked)

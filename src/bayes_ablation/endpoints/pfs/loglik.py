@@ -121,7 +121,8 @@ def log_likelihood_group(idata: Any, spec: AnalysisSpec, *, max_values: int | No
     if per_patient and (n_patients + n_cells) * fewest > cap:
         per_patient = False
         notes.append(f"per-patient log-likelihood not stored: {n_patients} patients × "
-                     f"{fewest} draws > {max_values:g} values (pass max_values=None to store it)")
+                     f"{fewest} draws > {max_values:g} values (fit --log-likelihood all, "
+                     f"or max_values=None, stores it)")
     n_obs = (n_patients if per_patient else 0) + n_cells
     step = 1
     if n_obs and n_obs * n_draws > cap:
