@@ -42,8 +42,10 @@ def _prior(family: str) -> dict:
 
 def make_case(base_raw: dict, *, intercepts: bool = True, slopes: bool = False,
               covariates: bool = False, arms: int = 2, families: dict | None = None,
-              n: int = 120, seed: int = 3):
-    """A spec + simulated patients; ``families`` maps parameter name -> prior family."""
+              n: int = 120, seed: int = 3, parameterisation: str | None = None,
+              partial: bool = False):
+    """A spec + simulated patients; ``families`` maps parameter name -> prior family.
+    (``partial`` is read by the test: random centring weights in (0, 1) per site effect.)"""
     families = {"log_cumhaz_ref": "normal", "log_hr": "normal", "weibull_shape": "lognormal",
                 "sigma_site": "halfnormal", "sigma_site_arm": "halfnormal",
                 "beta_covariates": "normal", **(families or {})}
@@ -54,6 +56,8 @@ def make_case(base_raw: dict, *, intercepts: bool = True, slopes: bool = False,
     used += ["sigma_site_arm"] if slopes else []
     used += ["beta_covariates"] if covariates else []
     raw["priors"] = {name: _prior(families[name]) for name in used}
+    if parameterisation is not None:
+        raw["model"]["parameterisation"] = parameterisation
     arm_labels = ("postoperative", "perioperative", "ablation_only")[:arms]
     covs = {}
     if covariates:
@@ -83,6 +87,11 @@ CASES = {
         "sigma_site_arm": "lognormal"}},
     "positive_families_3": {"families": {
         "weibull_shape": "halfnormal", "sigma_site": "lognormal_variance"}},
+    # site-effect parameterisation: centred, and partial weights w in (0, 1) per effect
+    "centred_slopes": {"slopes": True, "parameterisation": "centred"},
+    "partial_centring_slopes_covariates": {"slopes": True, "covariates": True, "partial": True,
+                                           "families": {"sigma_site": "lognormal_variance"}},
+    "partial_centring": {"partial": True},
 }
 assert {f for c in CASES.values() for f in c.get("families", {}).values()} | {"normal"} \
     >= set(PRIORS), "every prior family is covered"
@@ -97,6 +106,12 @@ def test_kernel_equals_pymc_logp_and_gradient(weibull_spec, case):
 
     spec, patients = make_case(weibull_spec.raw, **CASES[case])
     model = build_model(spec, patients)
+    if CASES[case].get("partial"):
+        rng = np.random.default_rng(4)
+        for name in ("centring_site", "centring_site_arm"):
+            if name in model.named_vars:
+                shape = model[name].get_value().shape
+                model.set_data(name, rng.uniform(0.05, 0.95, size=shape))
     plan = pfs_fastpath.weibull_plan(model, spec)
     buf = pfs_fastpath.weibull_buffer(plan, model)
     cfuncs = nk.weibull_cfuncs()

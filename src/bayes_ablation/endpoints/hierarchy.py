@@ -14,11 +14,54 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_ablation.endpoints.priors import prior
 from bayes_ablation.spec.plan import AnalysisSpec
+
+#: standard errors subtracted from the moment estimate of σ² in :func:`moment_centring`
+CENTRING_SE = 3.0
+
+
+def moment_centring(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Centring weights w = σ̂² / (σ̂² + s²) for effects with crude estimates (mean zero under
+    the prior) and sampling variances s²; σ̂² is the method-of-moments between-effect variance
+    less :data:`CENTRING_SE` standard errors (one standard error ≈ √(2/K) mean s² for K
+    effects), truncated at 0. Unless the data show heterogeneity clearly, the posterior of σ
+    reaches down to 0, where only the non-centred form (w = 0) is free of a funnel; a
+    partially centred effect near σ = 0 is a funnel, so the rule errs towards w = 0 (with one
+    standard error, 20 of the 25 SBC fits of ``models/pfs_piecewise_site.toml`` with a
+    log-HR walk weight above 0.2 diverged; bench/sbc/README.md). Very large trials, whose
+    effects are pinned down, still get w → 1."""
+    estimates = np.asarray(estimates, float)
+    variances = np.asarray(variances, float)
+    centred = estimates - estimates.mean() if estimates.size > 1 else estimates
+    mean_var = float(np.mean(variances))
+    sigma2 = max(float(np.mean(centred**2))
+                 - mean_var * (1.0 + CENTRING_SE * np.sqrt(2.0 / estimates.size)), 0.0)
+    return sigma2 / (sigma2 + variances)
+
+
+def site_centring(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centring weights (w_site (site,), w_site_arm (site, treatment)) from crude counts per
+    (site, arm): observed events O_sa and events E_sa expected under the arms' pooled hazard
+    (arm 0 the reference). A site's crude effect is log(O_s/E_s) with sampling variance
+    ≈ 1/O_s, a site × arm slope log(O_sa/E_sa) − log(O_s0/E_s0) with variance 1/O_sa + 1/O_s0
+    (½ added to every count); weights by :func:`moment_centring`."""
+    half = 0.5
+    observed = np.asarray(observed, float)
+    expected = np.asarray(expected, float)
+    o_s, e_s = observed.sum(1) + half, expected.sum(1) + half
+    w_site = moment_centring(np.log(o_s / e_s), 1 / o_s)
+    o_sa, e_sa = observed + half, expected + half
+    slope = np.log(o_sa[:, 1:] / e_sa[:, 1:]) - np.log(o_sa[:, :1] / e_sa[:, :1])
+    v_sa = 1 / o_sa[:, 1:] + 1 / o_sa[:, :1]
+    w_site_arm = (np.stack([moment_centring(slope[:, a], v_sa[:, a])
+                            for a in range(observed.shape[1] - 1)], axis=1)
+                  if observed.shape[1] > 1 else np.zeros((observed.shape[0], 0)))
+    return w_site, w_site_arm
 
 
 def scaled_normal(name: str, sigma: Any, dims: str | tuple[str, ...],

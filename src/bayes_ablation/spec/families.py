@@ -111,7 +111,10 @@ register(ModelEntry(
     implementation="bayes_ablation.endpoints.pfs.entry:WEIBULL",
     endpoints=("pfs",),
     base_priors=("log_hr", "log_cumhaz_ref", "weibull_shape"),
-    options={"time_ref_months": (12.0, positive_number)},
+    options={"time_ref_months": (12.0, positive_number),
+             "parameterisation": ("auto", one_of("auto", "non_centred", "centred"))},
+    # site-effect centring weights are pm.Data
+    data_options=("parameterisation",),
 ))
 
 
@@ -199,8 +202,11 @@ register(ModelEntry(
     options={"time_ref_months": (12.0, positive_number),
              "patient_frailty": (True, boolean),
              "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description),
-             "scan_protocol_months": (list(DEFAULT_SCAN_PROTOCOL_MONTHS), scan_protocol)},
+             "scan_protocol_months": (list(DEFAULT_SCAN_PROTOCOL_MONTHS), scan_protocol),
+             "parameterisation": ("auto", one_of("auto", "non_centred", "centred"))},
     option_priors={"patient_frailty": ("sigma_patient",)},
+    # site-effect centring weights are pm.Data
+    data_options=("parameterisation",),
 ))
 
 
@@ -214,8 +220,11 @@ register(ModelEntry(
              "time_ref_months": (12.0, positive_number),
              "patient_frailty": (True, boolean),
              "reference_lesion": ({"size_cm": 2.0, "margin_mm": 10.0}, lesion_description),
-             "scan_protocol_months": (list(DEFAULT_SCAN_PROTOCOL_MONTHS), scan_protocol)},
+             "scan_protocol_months": (list(DEFAULT_SCAN_PROTOCOL_MONTHS), scan_protocol),
+             "parameterisation": ("auto", one_of("auto", "non_centred", "centred"))},
     option_priors={"patient_frailty": ("sigma_patient",)},
+    # site-effect centring weights are pm.Data
+    data_options=("parameterisation",),
 ))
 
 

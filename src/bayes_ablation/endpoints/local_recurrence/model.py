@@ -7,7 +7,11 @@ t_ref = ``time_ref_months``):
     H_LR,ij(t) = exp(α + k (log t − log t_ref) + η_ij)                 (cumulative hazard)
     η_ij = β_arm(i) + x_ij γ + v_i + u_s [+ w_s,arm(i)]
     v_i = σ_patient · z_i,  z_i ~ N(0, 1)          (patient frailty, non-centred, dim patient)
-    u_s = σ_site · z_s,     z_s ~ N(0, 1)          (site intercepts, non-centred, dim site)
+    u_s = σ_site^(1−w_s) z_s,  z_s ~ N(0, σ_site^(2 w_s))    (site intercepts, dim site)
+
+The site weights w_s ∈ [0, 1] (``parameterisation``: ``auto`` by default, from crude per-site
+observed/expected LR counts; ``non_centred`` w = 0; ``centred`` w = 1) change only the
+sampler's geometry, never the prior (see :mod:`bayes_ablation.endpoints.hierarchy`).
 
 α = log H_LR(t_ref) of the reference arm for a lesion with x = 0 (numeric covariates at their
 mean, categorical ones at their reference level), v = u = 0. LR is seen only at scans: the
@@ -45,7 +49,13 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_ablation.data.lesions import LesionTable
-from bayes_ablation.endpoints.pfs.model import linear_predictor, weibull_logp, weibull_random
+from bayes_ablation.endpoints.pfs.model import (
+    linear_predictor,
+    nelson_aalen_counts,
+    site_centring_data,
+    weibull_logp,
+    weibull_random,
+)
 from bayes_ablation.endpoints.priors import prior
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.survival.piecewise import (
@@ -105,6 +115,18 @@ def lr_coords(lesions: LesionTable, covariate_names: list[str]) -> dict[str, Any
     }
 
 
+def lesion_counts(lesions: LesionTable) -> tuple[np.ndarray, np.ndarray]:
+    """Crude observed / expected LR events per (site, arm) for the centring weights: Nelson–
+    Aalen per arm on the lesions, a recurred lesion's time taken at the midpoint of its
+    interval (L, U], a censored one's at its last negative scan L."""
+    patients = lesions.patients
+    recurred = np.isfinite(lesions.upper)
+    time = np.where(recurred, 0.5 * (lesions.lower + np.where(recurred, lesions.upper, 0.0)),
+                    lesions.lower)
+    return nelson_aalen_counts(time, recurred.astype(float), lesions.arm_idx, lesions.site_idx,
+                               len(patients.sites), len(patients.arms))
+
+
 def _lesion_block(spec: AnalysisSpec, lesions: LesionTable) -> dict[str, Any]:
     """Data containers and η_ij = β_arm + x γ + u_site [+ w_site,arm] + v_patient (inside a
     model context). Returns the named pieces the baselines need."""
@@ -116,7 +138,8 @@ def _lesion_block(spec: AnalysisSpec, lesions: LesionTable) -> dict[str, Any]:
     site_idx = pm.Data("lesion_site_idx", lesions.site_idx, dims="lesion")
     x_data = pm.Data("x", x, dims=("lesion", "covariate"))
     pm.Data("x_reference", reference_design(spec, lesions), dims="covariate")
-    eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(names))
+    centring = site_centring_data(spec, *lesion_counts(lesions))
+    eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(names), centring=centring)
     if bool(spec.model_options.get("patient_frailty", True)):
         sigma_patient = prior("sigma_patient", spec.priors["sigma_patient"])
         z_patient = pm.Normal("z_patient", 0.0, 1.0, dims="patient")

@@ -138,8 +138,12 @@ def weibull_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
         dlogt = event * np.log(time)
         groups = np.array([[site[a], arm[a], a, b, event[a:b].sum(), dlogt[a:b].sum()]
                            for a, b in zip(starts, ends, strict=True)], float)
+    w_site = np.asarray(data.get("centring_site", np.zeros(n_sites)), float).ravel()
+    w_slope = np.asarray(data.get("centring_site_arm", np.zeros((n_sites, n_treat))),
+                         float).ravel()
     parts = [plan.blocks.ravel(), np.log(time), event, arm.astype(float),
-             site.astype(float), x.ravel(), plan.expand.ravel(), groups.ravel()]
+             site.astype(float), x.ravel(), plan.expand.ravel(), groups.ravel(), w_site,
+             w_slope]
     header = np.zeros(nk.HEADER)
     offsets = np.cumsum([nk.HEADER] + [p.size for p in parts])
     header[nk.H_LEN] = offsets[-1]
@@ -152,7 +156,8 @@ def weibull_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     header[nk.H_LOGTREF] = plan.log_t_ref
     (header[nk.H_OFF_BLOCKS], header[nk.H_OFF_LOGT], header[nk.H_OFF_EVENT],
      header[nk.H_OFF_ARM], header[nk.H_OFF_SITE], header[nk.H_OFF_X],
-     header[nk.H_OFF_EXPAND], header[nk.H_OFF_GROUPS]) = offsets[:-1]
+     header[nk.H_OFF_EXPAND], header[nk.H_OFF_GROUPS], header[nk.H_OFF_WSITE],
+     header[nk.H_OFF_WSLOPE]) = offsets[:-1]
     header[nk.H_NEXPANDED] = plan.n_expanded
     header[nk.H_NEXPAND] = plan.expand.shape[0]
     header[nk.H_NGROUPS] = groups.shape[0]

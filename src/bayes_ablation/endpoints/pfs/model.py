@@ -78,7 +78,12 @@ from bayes_ablation.data.aggregate import (
     quantile_cuts,
 )
 from bayes_ablation.data.schema import PatientTable
-from bayes_ablation.endpoints.hierarchy import scaled_normal, site_effects
+from bayes_ablation.endpoints.hierarchy import (
+    moment_centring,
+    scaled_normal,
+    site_centring,
+    site_effects,
+)
 from bayes_ablation.endpoints.priors import LOCATION_FAMILIES, prior, shifted_prior
 from bayes_ablation.spec.plan import AnalysisSpec
 
@@ -126,21 +131,80 @@ def linear_predictor(spec: AnalysisSpec, arm_idx: Any, site_idx: Any, x: Any,
     return eta
 
 
+def nelson_aalen_counts(time: np.ndarray, event: np.ndarray, arm_idx: np.ndarray,
+                       site_idx: np.ndarray, n_sites: int, n_arms: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Observed events O_sa and expected events E_sa = Σ_i Ĥ_arm(i)(t_i) per (site, arm), Ĥ_a
+    the Nelson–Aalen cumulative hazard of arm a pooled over sites (Σ_s E_sa = Σ_s O_sa)."""
+    time = np.asarray(time, float)
+    event = np.asarray(event, float)
+    expected_i = np.zeros(time.size)
+    for a in range(n_arms):
+        rows = np.flatnonzero(arm_idx == a)
+        if rows.size == 0:
+            continue
+        t = time[rows]
+        order = np.argsort(t, kind="stable")
+        unique, first = np.unique(t[order], return_index=True)
+        deaths = np.add.reduceat(event[rows][order], first)
+        cumhaz = np.cumsum(deaths / (rows.size - first))
+        expected_i[rows] = cumhaz[np.searchsorted(unique, t, side="right") - 1]
+    observed = np.zeros((n_sites, n_arms))
+    expected = np.zeros((n_sites, n_arms))
+    np.add.at(observed, (site_idx, arm_idx), event)
+    np.add.at(expected, (site_idx, arm_idx), expected_i)
+    return observed, expected
+
+
+def centring_weights(spec: AnalysisSpec, observed: np.ndarray, expected: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The site-effect weights (w_site, w_site_arm) the spec's ``parameterisation`` asks for:
+    ``auto`` (default) from crude per-site counts (:func:`~bayes_ablation.endpoints.hierarchy.
+    site_centring`), ``non_centred`` all 0, ``centred`` all 1."""
+    mode = spec.model_options.get("parameterisation", "auto")
+    if mode == "auto":
+        return site_centring(observed, expected)
+    fill = 1.0 if mode == "centred" else 0.0
+    n_sites, n_arms = np.shape(observed)
+    return np.full(n_sites, fill), np.full((n_sites, n_arms - 1), fill)
+
+
+def site_centring_data(spec: AnalysisSpec, observed: np.ndarray, expected: np.ndarray
+                       ) -> tuple[Any, Any] | None:
+    """``pm.Data`` ``centring_site`` / ``centring_site_arm`` (inside a model context) for the
+    spec's site effects, or None without a hierarchy."""
+    if not spec.hierarchy.site_intercepts:
+        return None
+    w_site, w_site_arm = centring_weights(spec, observed, expected)
+    site = pm.Data("centring_site", w_site, dims="site")
+    slope = (pm.Data("centring_site_arm", w_site_arm, dims=("site", "treatment"))
+             if spec.hierarchy.site_arm_slopes else None)
+    return site, slope
+
+
 def build_weibull_model(spec: AnalysisSpec, patients: PatientTable) -> pm.Model:
-    """Hierarchical Weibull PH model for the patient table (see module docstring)."""
+    """Hierarchical Weibull PH model for the patient table (see module docstring).
+
+    Site effects are partially centred by the data (``parameterisation``, default ``auto``;
+    :func:`centring_weights` on Nelson–Aalen observed/expected counts): the prior is the same
+    for every weight, only the sampler's geometry changes (large sites sample centred)."""
     x, covariate_names, _ = patients.design_matrix()
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
+    counts = nelson_aalen_counts(patients.time, patients.event, patients.arm_idx,
+                                 patients.site_idx, len(patients.sites), len(patients.arms))
     with pm.Model(coords=patient_coords(patients, covariate_names)) as model:
         arm_idx = pm.Data("arm_idx", patients.arm_idx, dims="patient")
         site_idx = pm.Data("site_idx", patients.site_idx, dims="patient")
         event = pm.Data("event", patients.event.astype(float), dims="patient")
         time = pm.Data("time_months", patients.time, dims="patient")
         x_data = pm.Data("x", x, dims=("patient", "covariate"))
+        centring = site_centring_data(spec, *counts)
 
         alpha = prior("log_cumhaz_ref", spec.priors["log_cumhaz_ref"])
         k = prior("weibull_shape", spec.priors["weibull_shape"])
         pm.Deterministic("log_lambda0", alpha - k * np.log(t_ref))
-        eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(covariate_names))
+        eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(covariate_names),
+                               centring=centring)
         log_lam = alpha - k * np.log(t_ref) + eta
         pm.CustomDist("y", log_lam, k, event, logp=custom_logp, random=weibull_random,
                       observed=time, dims="patient")
@@ -155,11 +219,14 @@ def build_weibull_censored_reference(spec: AnalysisSpec, patients: PatientTable)
     """The same model written with ``pm.Censored`` (slow; used only to check the fast one)."""
     x, covariate_names, _ = patients.design_matrix()
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
+    counts = nelson_aalen_counts(patients.time, patients.event, patients.arm_idx,
+                                 patients.site_idx, len(patients.sites), len(patients.arms))
     with pm.Model(coords=patient_coords(patients, covariate_names)) as model:
+        centring = site_centring_data(spec, *counts)
         alpha = prior("log_cumhaz_ref", spec.priors["log_cumhaz_ref"])
         k = prior("weibull_shape", spec.priors["weibull_shape"])
         eta = linear_predictor(spec, patients.arm_idx, patients.site_idx, x,
-                               len(covariate_names))
+                               len(covariate_names), centring=centring)
         log_lam = alpha - k * np.log(t_ref) + eta
         upper = np.where(patients.event == 1, np.inf, patients.time)
         pm.Censored("y", pm.Weibull.dist(alpha=k, beta=pt.exp(-log_lam / k)), lower=None,
@@ -186,29 +253,6 @@ def centred_random_walk(steps: Any) -> Any:
     return walk - walk.mean(axis=-1, keepdims=True)
 
 
-#: standard errors subtracted from the moment estimate of σ² in :func:`_moment_centring`
-CENTRING_SE = 3.0
-
-
-def _moment_centring(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    """Centring weights w = σ̂² / (σ̂² + s²) for effects with crude estimates (mean zero under
-    the prior) and sampling variances s²; σ̂² is the method-of-moments between-effect variance
-    less :data:`CENTRING_SE` standard errors (one standard error ≈ √(2/K) mean s² for K
-    effects), truncated at 0. Unless the data show heterogeneity clearly, the posterior of σ
-    reaches down to 0, where only the non-centred form (w = 0) is free of a funnel; a
-    partially centred effect near σ = 0 is a funnel, so the rule errs towards w = 0 (with one
-    standard error, 20 of the 25 SBC fits of ``models/pfs_piecewise_site.toml`` with a
-    log-HR walk weight above 0.2 diverged; bench/sbc/README.md). Very large trials, whose
-    effects are pinned down, still get w → 1."""
-    estimates = np.asarray(estimates, float)
-    variances = np.asarray(variances, float)
-    centred = estimates - estimates.mean() if estimates.size > 1 else estimates
-    mean_var = float(np.mean(variances))
-    sigma2 = max(float(np.mean(centred**2))
-                 - mean_var * (1.0 + CENTRING_SE * np.sqrt(2.0 / estimates.size)), 0.0)
-    return sigma2 / (sigma2 + variances)
-
-
 def pwe_centring(cells: Any, n_sites: int, n_arms: int, n_intervals: int
                  ) -> dict[str, np.ndarray]:
     """Data-adaptive partial centring weights (see :func:`~bayes_ablation.endpoints.hierarchy.
@@ -226,24 +270,16 @@ def pwe_centring(cells: Any, n_sites: int, n_arms: int, n_intervals: int
     # baseline random walk: crude log rate per interval (all arms), its increments
     e_j, x_j = ev.sum((0, 1)) + half, ex.sum((0, 1)) + half
     r = np.log(e_j / x_j)
-    w_hazard = _moment_centring(np.diff(r), 1 / e_j[:-1] + 1 / e_j[1:])
+    w_hazard = moment_centring(np.diff(r), 1 / e_j[:-1] + 1 / e_j[1:])
     # per-interval log HR increments, per treatment
     e_aj, x_aj = ev.sum(0) + half, ex.sum(0) + half               # (arm, interval)
     lhr = np.log(e_aj[1:] / x_aj[1:]) - np.log(e_aj[:1] / x_aj[:1])
     v = 1 / e_aj[1:] + 1 / e_aj[:1]
-    w_hr = np.stack([_moment_centring(np.diff(lhr[a]), v[a, :-1] + v[a, 1:])
+    w_hr = np.stack([moment_centring(np.diff(lhr[a]), v[a, :-1] + v[a, 1:])
                      for a in range(n_arms - 1)]) if n_arms > 1 else np.zeros((0, n_intervals - 1))
     # sites: log observed/expected under arm × interval rates
     rate = e_aj / x_aj
-    expected = (ex * rate[None]).sum(-1)                           # (site, arm)
-    observed = ev.sum(-1)
-    o_s, e_s = observed.sum(1) + half, expected.sum(1) + half
-    w_site = _moment_centring(np.log(o_s / e_s), 1 / o_s)
-    o_sa, e_sa = observed + half, expected + half
-    slope = np.log(o_sa[:, 1:] / e_sa[:, 1:]) - np.log(o_sa[:, :1] / e_sa[:, :1])
-    v_sa = 1 / o_sa[:, 1:] + 1 / o_sa[:, :1]
-    w_site_arm = np.stack([_moment_centring(slope[:, a], v_sa[:, a])
-                           for a in range(n_arms - 1)], axis=1)
+    w_site, w_site_arm = site_centring(ev.sum(-1), (ex * rate[None]).sum(-1))
     anchor = e_j / e_j.sum()
     anchor_hr = 1 / v / (1 / v).sum(-1, keepdims=True)
     return {"log_hazard": w_hazard, "log_hr": w_hr, "site": w_site, "site_arm": w_site_arm,

@@ -15,9 +15,13 @@ hierarchy/covariate option to 1e-8.
 
 Weibull PH (see :mod:`bayes_ablation.endpoints.pfs.model`)::
 
-    log λ_i = α − k log t_ref + β_arm(i) + σ z_site(i) + σ₂ z_site(i),arm(i) + x_i γ
+    log λ_i = α − k log t_ref + β_arm(i) + u_site(i) + v_site(i),arm(i) + x_i γ
+    u_s = σ^(1−w_s) z_s,  z_s ~ N(0, σ^(2 w_s))      (partial centring; v likewise with σ₂)
     log p   = Σ_i d_i (log k + (k−1) log t_i + log λ_i) − exp(k log t_i + log λ_i)
               + Σ_blocks [log prior(θ) + log |dθ/dy|]          (y: unconstrained position)
+
+The z blocks enter the block loop with a N(0, 1) prior; the centring correction
+−½ z² (σ^(−2w) − 1) − w log σ is added once σ is known (w = 0: non-centred, no correction).
 
 Without covariates, log λ is constant within a (site, arm) cell: patients are sorted by cell
 and each cell contributes D (log k + log λ) + (k−1) Σ d log t − e^{log λ} Σ t^k (one exp per
@@ -39,7 +43,8 @@ from numba import types
 H_LEN, H_N, H_NBLOCKS, H_NDIM, H_NSITES, H_NTREAT, H_NCOV, H_LOGTREF = range(8)
 H_OFF_BLOCKS, H_OFF_LOGT, H_OFF_EVENT, H_OFF_ARM, H_OFF_SITE, H_OFF_X = range(8, 14)
 H_NEXPANDED, H_OFF_EXPAND, H_NEXPAND, H_NGROUPS, H_OFF_GROUPS = range(14, 19)
-HEADER = 19
+H_OFF_WSITE, H_OFF_WSLOPE = range(19, 21)  # centring weights w (site,), (site × treatment)
+HEADER = 21
 GROUP_WIDTH = 6  # site, arm, first patient, end patient, events, Σ d log t
 BLOCK_WIDTH = 8  # role, family, transform, offset, size, p1, p2, p3
 EXPAND_WIDTH = 4  # code, block, out offset, size
@@ -186,11 +191,44 @@ def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> flo
     base_lam = alpha - k * log_tref
     log_k = math.log(k)
 
-    # per-observation site offset (σ z_s) and slope offset (σ₂ z_s,a)
+    # per-observation site offset u_s = σ^(1−w) z_s and slope offset σ₂^(1−w) z_s,a
+    o_ws = int(buf[H_OFF_WSITE])
+    o_wv = int(buf[H_OFF_WSLOPE])
     u = np.zeros(nsites)
+    du = np.zeros(nsites)           # du/dz
+    dus = np.zeros(nsites)          # du/dσ
+    g_sigma_prior = 0.0
     if s_z >= 0:
         for s in range(nsites):
-            u[s] = sigma * value[s_z + s]
+            w = buf[o_ws + s]
+            z = value[s_z + s]
+            scale = sigma ** (1.0 - w)
+            u[s] = scale * z
+            du[s] = scale
+            dus[s] = (1.0 - w) * scale * z / sigma if w != 1.0 else 0.0
+            if w != 0.0:
+                inv = sigma ** (-2.0 * w)
+                lp += -0.5 * z * z * (inv - 1.0) - w * math.log(sigma)
+                dprior[s_z + s] += -z * (inv - 1.0)
+                g_sigma_prior += w * (z * z * inv - 1.0) / sigma
+    nslope = nsites * ntreat
+    vv = np.zeros(nslope)
+    dv = np.zeros(nslope)
+    dvs = np.zeros(nslope)
+    g_sigma2_prior = 0.0
+    if s_z2 >= 0:
+        for j in range(nslope):
+            w = buf[o_wv + j]
+            z = value[s_z2 + j]
+            scale = sigma2 ** (1.0 - w)
+            vv[j] = scale * z
+            dv[j] = scale
+            dvs[j] = (1.0 - w) * scale * z / sigma2 if w != 1.0 else 0.0
+            if w != 0.0:
+                inv = sigma2 ** (-2.0 * w)
+                lp += -0.5 * z * z * (inv - 1.0) - w * math.log(sigma2)
+                dprior[s_z2 + j] += -z * (inv - 1.0)
+                g_sigma2_prior += w * (z * z * inv - 1.0) / sigma2
     g_alpha = 0.0
     g_k = 0.0
     g_loghr = np.zeros(ntreat)
@@ -212,7 +250,7 @@ def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> flo
             if arm > 0:
                 lam += value[s_loghr + arm - 1]
                 if s_z2 >= 0:
-                    lam += sigma2 * value[s_z2 + site * ntreat + arm - 1]
+                    lam += vv[site * ntreat + arm - 1]
             s0 = 0.0
             s1 = 0.0
             for i in range(first, end):
@@ -239,7 +277,7 @@ def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> flo
         if arm > 0:
             lam += value[s_loghr + arm - 1]
             if s_z2 >= 0:
-                lam += sigma2 * value[s_z2 + site * ntreat + arm - 1]
+                lam += vv[site * ntreat + arm - 1]
         if ncov > 0:
             xrow = o_x + i * ncov
             for c in range(ncov):
@@ -265,16 +303,16 @@ def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> flo
     for a in range(ntreat):
         glik[s_loghr + a] = g_loghr[a]
     if s_z >= 0:
-        g_sigma = 0.0
+        g_sigma = g_sigma_prior
         for s in range(nsites):
-            glik[s_z + s] = sigma * g_u[s]
-            g_sigma += value[s_z + s] * g_u[s]
+            glik[s_z + s] = du[s] * g_u[s]
+            g_sigma += dus[s] * g_u[s]
         glik[s_sigma] = g_sigma
     if s_z2 >= 0:
-        g_sigma2 = 0.0
-        for j in range(nsites * ntreat):
-            glik[s_z2 + j] = sigma2 * g_v[j]
-            g_sigma2 += value[s_z2 + j] * g_v[j]
+        g_sigma2 = g_sigma2_prior
+        for j in range(nslope):
+            glik[s_z2 + j] = dv[j] * g_v[j]
+            g_sigma2 += dvs[j] * g_v[j]
         glik[s_sigma2] = g_sigma2
     if s_beta >= 0:
         for c in range(ncov):
@@ -331,9 +369,10 @@ def weibull_expand(pos: np.ndarray, buf: np.ndarray, out: np.ndarray) -> None:
             out[o] = value[sa] - value[sk] * log_tref
         elif code == E_U_SITE or code == E_V_SITE:
             role = ROLE_SIGMA if code == E_U_SITE else ROLE_SIGMA2
+            ow = int(buf[H_OFF_WSITE if code == E_U_SITE else H_OFF_WSLOPE])
             ss = int(buf[ob + block_of_role[role] * BLOCK_WIDTH + 3])
             for j in range(size):
-                out[o + j] = value[ss] * value[src + j]
+                out[o + j] = value[ss] ** (1.0 - buf[ow + j]) * value[src + j]
 
 
 LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double),
