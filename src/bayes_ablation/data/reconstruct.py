@@ -430,7 +430,7 @@ def _ipd(ts: np.ndarray, d: np.ndarray, cens: np.ndarray, n_end: int, arm: str) 
                             np.zeros(len(cens_times), dtype=int)])
     order = np.lexsort((1 - event, time))
     return pd.DataFrame({"patient_id": [f"{arm}-{i + 1:04d}" for i in range(len(time))],
-                         "arm": arm, "time_months": np.round(time[order], 6),
+                         "arm": arm, "time_months": time[order],
                          "event": event[order]})
 
 
