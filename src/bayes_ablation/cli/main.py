@@ -286,6 +286,15 @@ def _monitoring_commands(sub: argparse._SubParsersAction) -> None:
 EXTRA_COMMANDS.append(_monitoring_commands)
 
 
+def _reconstruct_command(sub: argparse._SubParsersAction) -> None:
+    from bayes_ablation.cli.reconstruct import register  # light: argparse only
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_reconstruct_command)
+
+
 def _register_builtin_extras() -> None:
     from bayes_ablation.cli.validation import register_validate  # light: argparse only
 
