@@ -138,6 +138,35 @@ def _effective(family: int, x: float) -> tuple[float, float]:
 
 
 @numba.njit(cache=True)
+def _centred_effects(value: np.ndarray, dprior: np.ndarray, start: int, buf: np.ndarray,
+                     w_offset: int, size: int, sigma: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Effects u_j = σ^(1−w_j) z_j of a z block at ``start`` (none when start < 0): (u, du/dz,
+    du/dσ, d/dσ of the centring correction, the correction −½ z² (σ^(−2w) − 1) − w log σ of
+    the N(0, 1) prior the block loop used); adds the correction's z-gradient to ``dprior``."""
+    u = np.zeros(size)
+    du = np.zeros(size)
+    dus = np.zeros(size)
+    g_sigma = 0.0
+    lp = 0.0
+    if start < 0:
+        return u, du, dus, g_sigma, lp
+    for j in range(size):
+        w = buf[w_offset + j]
+        z = value[start + j]
+        scale = sigma ** (1.0 - w)
+        u[j] = scale * z
+        du[j] = scale
+        dus[j] = (1.0 - w) * scale * z / sigma if w != 1.0 else 0.0
+        if w != 0.0:
+            inv = sigma ** (-2.0 * w)
+            lp += -0.5 * z * z * (inv - 1.0) - w * math.log(sigma)
+            dprior[start + j] += -z * (inv - 1.0)
+            g_sigma += w * (z * z * inv - 1.0) / sigma
+    return u, du, dus, g_sigma, lp
+
+
+@numba.njit(cache=True)
 def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     """log density at unconstrained ``pos``; writes the gradient into ``grad``."""
     n = int(buf[H_N])
@@ -194,41 +223,12 @@ def weibull_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> flo
     # per-observation site offset u_s = σ^(1−w) z_s and slope offset σ₂^(1−w) z_s,a
     o_ws = int(buf[H_OFF_WSITE])
     o_wv = int(buf[H_OFF_WSLOPE])
-    u = np.zeros(nsites)
-    du = np.zeros(nsites)           # du/dz
-    dus = np.zeros(nsites)          # du/dσ
-    g_sigma_prior = 0.0
-    if s_z >= 0:
-        for s in range(nsites):
-            w = buf[o_ws + s]
-            z = value[s_z + s]
-            scale = sigma ** (1.0 - w)
-            u[s] = scale * z
-            du[s] = scale
-            dus[s] = (1.0 - w) * scale * z / sigma if w != 1.0 else 0.0
-            if w != 0.0:
-                inv = sigma ** (-2.0 * w)
-                lp += -0.5 * z * z * (inv - 1.0) - w * math.log(sigma)
-                dprior[s_z + s] += -z * (inv - 1.0)
-                g_sigma_prior += w * (z * z * inv - 1.0) / sigma
+    u, du, dus, g_sigma_prior, lp_u = _centred_effects(value, dprior, s_z, buf, o_ws, nsites,
+                                                        sigma)
     nslope = nsites * ntreat
-    vv = np.zeros(nslope)
-    dv = np.zeros(nslope)
-    dvs = np.zeros(nslope)
-    g_sigma2_prior = 0.0
-    if s_z2 >= 0:
-        for j in range(nslope):
-            w = buf[o_wv + j]
-            z = value[s_z2 + j]
-            scale = sigma2 ** (1.0 - w)
-            vv[j] = scale * z
-            dv[j] = scale
-            dvs[j] = (1.0 - w) * scale * z / sigma2 if w != 1.0 else 0.0
-            if w != 0.0:
-                inv = sigma2 ** (-2.0 * w)
-                lp += -0.5 * z * z * (inv - 1.0) - w * math.log(sigma2)
-                dprior[s_z2 + j] += -z * (inv - 1.0)
-                g_sigma2_prior += w * (z * z * inv - 1.0) / sigma2
+    vv, dv, dvs, g_sigma2_prior, lp_v = _centred_effects(value, dprior, s_z2, buf, o_wv, nslope,
+                                                          sigma2)
+    lp += lp_u + lp_v
     g_alpha = 0.0
     g_k = 0.0
     g_loghr = np.zeros(ntreat)
