@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_ablation.errors import DataValidationError, Problem
+from bayes_ablation.survival.predictive import kaplan_meier
 
 _log = logging.getLogger("bayes_ablation")
 
@@ -186,20 +187,6 @@ def validate_at_risk(at_risk: pd.DataFrame, name: str = "at-risk") -> pd.DataFra
 
 
 # ------------------------------------------------------------------------------- Kaplan–Meier
-
-def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Product-limit estimate ``Ŝ(t) = Π_{t_j ≤ t} (1 − d_j / n_j)`` at the distinct event times.
-
-    Returns (times, survival) starting with (0, 1); ``Ŝ`` is right-continuous.
-    """
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
-    times = np.unique(time[event])
-    at_risk = len(time) - np.searchsorted(np.sort(time), times, side="left")
-    deaths = np.array([np.count_nonzero(time[event] == u) for u in times], dtype=float)
-    surv = np.cumprod(1.0 - deaths / np.maximum(at_risk, 1))
-    return np.concatenate([[0.0], times]), np.concatenate([[1.0], surv])
-
 
 def step_value(times: np.ndarray, surv: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Right-continuous step function (times, surv) evaluated at ``at``."""
