@@ -100,3 +100,20 @@ def test_lr_scan_protocol_is_validated(protocol):
     raw["model"]["scan_protocol_months"] = protocol
     with pytest.raises(SpecError, match=r"(?s)lr.toml.*scan_protocol_months must be a non-empty list"):
         parse_spec(raw, "lr.toml")
+
+
+def test_design_defaults_to_randomised_and_accepts_cohort() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from bayes_ablation.errors import SpecError
+    from bayes_ablation.spec.plan import parse_spec
+
+    path = Path(__file__).resolve().parents[2] / "models" / "pfs_weibull_site.toml"
+    raw = tomllib.loads(path.read_text())
+    assert parse_spec(raw, str(path)).design == "randomised"
+    raw["analysis"]["design"] = "cohort"
+    assert parse_spec(raw, str(path)).design == "cohort"
+    raw["analysis"]["design"] = "observational"
+    with pytest.raises(SpecError, match="design must be one of randomised, cohort"):
+        parse_spec(raw, str(path))

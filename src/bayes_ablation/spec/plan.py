@@ -122,6 +122,9 @@ class AnalysisSpec:
     min_patients_per_arm: int = 5
     #: largest plausible follow-up time in months (``[analysis] max_time_months``)
     max_time_months: float = 600.0
+    #: ``[analysis] design``: ``"randomised"`` (default) or ``"cohort"`` (treatment chosen by
+    #: clinicians: confounding-adjusted causal estimands and design diagnostics)
+    design: str = "randomised"
 
     @property
     def sha256(self) -> str:
@@ -201,7 +204,10 @@ def parse_prior_tables(tables: dict[str, Any], source: str, section: str = "prio
 _TOP_LEVEL = {"analysis", "model", "hierarchy", "priors", "estimands", "sampler", "diagnostics",
               "sensitivity"}
 _ANALYSIS_KEYS = {"name", "description", "endpoint", "reference_arm", "covariates", "time_unit",
-                  "arms", "min_patients_per_arm", "max_time_months"}
+                  "arms", "min_patients_per_arm", "max_time_months", "design"}
+
+#: study designs an analysis plan may declare
+DESIGNS = ("randomised", "cohort")
 
 
 class Collector:
@@ -340,6 +346,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
                                integer=True)
     max_time = number_field("analysis", analysis, "max_time_months", 600.0, errs, lo=0,
                             lo_open=True)
+    design = analysis.get("design", "randomised")
+    if design not in DESIGNS:
+        errs.add(f"[analysis] design must be one of {', '.join(DESIGNS)}, got {design!r}")
     time_unit = analysis.get("time_unit", "months")
     if time_unit != "months":
         errs.add(f"[analysis] time_unit must be 'months' (the package's unit), got {time_unit!r}")
@@ -463,6 +472,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         diagnostics=diagnostics, time_unit=time_unit, source_path=source, raw=raw,
         sensitivity=sensitivity, arms=tuple(arms) if arms else None,
         min_patients_per_arm=int(min_per_arm), max_time_months=float(max_time),
+        design=str(design),
     )
 
 
