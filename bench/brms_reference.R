@@ -33,10 +33,10 @@ fixed <- s$fixed
 arm_row <- grep("^arm", rownames(fixed))[1]
 rhat <- max(rhat(fit), na.rm = TRUE)
 ess <- min(c(fixed$Bulk_ESS, unlist(lapply(s$random, function(r) r$Bulk_ESS))), na.rm = TRUE)
+# the Weibull family of brms is parameterised by the mean: coef_mean is on log time,
+# log HR = -shape * coef_mean
 cat(toJSON(list(compile_seconds = t1 - t0, sampling_seconds = t2 - t1,
                 divergences = divergences, rhat_max = rhat, ess_bulk_min = ess,
-                # brms' Weibull is parameterised by the mean: its coefficient is on log time,
-                # log HR = -shape * coefficient
                 coef_mean = fixed$Estimate[arm_row], coef_sd = fixed$Est.Error[arm_row],
                 shape = s$spec_pars["shape", "Estimate"]),
            auto_unbox = TRUE, digits = 6), "\n")
