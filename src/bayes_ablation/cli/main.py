@@ -110,10 +110,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_pfs(spec, args: argparse.Namespace):
+    from bayes_ablation.cli import adam
     from bayes_ablation.data.schema import read_patients
     from bayes_ablation.workflows.fit import fit
 
-    patients = read_patients(args.data, spec)
+    patients = (adam.read(args, spec).patients if adam.wants_adam(args)
+                else read_patients(args.data, spec))
     say(f"validated {patients.n_patients} patients in {len(patients.sites)} sites, "
          f"arms {list(patients.arms)} ({int(patients.event.sum())} events)")
     for warning in patients.warnings:
@@ -125,9 +127,13 @@ def _fit_pfs(spec, args: argparse.Namespace):
 
 
 def _fit_local_recurrence(spec, args: argparse.Namespace):
+    from bayes_ablation.cli import adam
     from bayes_ablation.data.lesions import read_lr_data
     from bayes_ablation.workflows.fit import fit
 
+    if adam.wants_adam(args):
+        raise UsageError("ADaM input (--adtte/--adsl) is for time-to-event endpoints; the "
+                          "local_recurrence endpoint reads --data and --lesions")
     if not args.lesions:
         raise UsageError("the local_recurrence endpoint needs --lesions (the lesion table) "
                           "next to --data (the patient table)")
@@ -234,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="run a pre-specified analysis and write a result bundle")
     p.add_argument("--spec", required=True, help="analysis spec (models/*.toml)")
-    p.add_argument("--data", required=True, help="patient table (CSV or Parquet)")
+    p.add_argument("--data", help="patient table (CSV or Parquet); or ADaM input below")
     p.add_argument("--lesions", help="lesion table (CSV or Parquet) for the local_recurrence "
                                      "endpoint: patient_id, lesion_id, lr_lower_months, "
                                      "lr_upper_months[, size_cm, margin_mm, modality]")
@@ -250,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pointwise log-likelihood for LOO: 'bounded' (default) thins draws to "
                         "at most 1.5 million values, 'all' stores every draw for every "
                         "patient, 'none' skips it")
+    _adam_arguments(p)
     g = p.add_argument_group("sampler overrides (recorded; change the spec hash)")
     g.add_argument("--draws", type=int)
     g.add_argument("--tune", type=int)
@@ -265,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser
+
+
+def _adam_arguments(p: argparse.ArgumentParser) -> None:
+    from bayes_ablation.cli.adam import add_arguments  # light: argparse only
+
+    add_arguments(p)
 
 
 def _meta_command(sub: argparse._SubParsersAction) -> None:

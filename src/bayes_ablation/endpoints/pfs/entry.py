@@ -57,7 +57,9 @@ def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: Any = None) -> 
         model_data=patients,
         provenance={"data_source": patients.source, "data_sha256": patients.sha256,
                     "n_patients": patients.n_patients, "arms": list(patients.arms),
-                    "sites": list(patients.sites)},
+                    "sites": list(patients.sites),
+                    **({"input_mapping": patients.extra["input_mapping"]}
+                       if "input_mapping" in patients.extra else {})},
         summary=patients.summary(), arms=tuple(patients.arms), tables={"patients": patients})
 
 
