@@ -40,7 +40,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not args.force:
-        raise BayesAblationError(f"{out} exists; pass --force to replace it")
+        raise UsageError(f"{out} exists; pass --force to replace it")
     kwargs = {"start_date": args.start_date} if args.start_date else {}
     sim = (simulate_dated_trial if args.start_date else simulate_trial)(
         args.n_patients, args.sites, args.log_hr, seed=args.seed,
@@ -98,7 +98,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fitter = FITTERS.get(spec.endpoint)
     if fitter is None:
         hint = " (pool studies with 'bayes-ablation meta')" if spec.endpoint == "meta" else ""
-        raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
+        raise UsageError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
     result = fitter(spec, args)
     say(f"writing bundle {args.out}")
     result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet)
