@@ -365,3 +365,34 @@ def test_cli_exits_0_2_or_3(stubbed_analyses, tmp_path_factory, dated_frame, dat
                 str(ADAM / "adtte.xpt"), "--adsl", str(folder / "adsl.csv"), "--paramcd",
                 data.draw(st.sampled_from(["PFS", "OS", "XX"])), "--out", str(out)]
     _exit_code(argv, out)
+
+
+DESIGN_TEXT = (MODELS / "interim_design.toml").read_text()
+DESIGN_LINES = [line for line in DESIGN_TEXT.splitlines()
+                if "=" in line and not line.lstrip().startswith("#")]
+
+
+@FUZZ
+@given(data=st.data())
+def test_design_reader(tmp_path_factory, data):
+    """The monitoring design (TOML, with its analysis spec next to it) under the same edits."""
+    from bayes_ablation.spec.design import load_design
+
+    folder = tmp_path_factory.mktemp("design")
+    (folder / "pfs_weibull_site.toml").write_text(SPEC_TEXT)
+    lines = DESIGN_TEXT.splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        target = data.draw(st.sampled_from(DESIGN_LINES))
+        i = lines.index(target) if target in lines else 0
+        op = data.draw(st.sampled_from(["value", "value", "drop", "dup", "garbage"]))
+        key = lines[i].split("=", 1)[0]
+        if op == "value":
+            lines[i] = f"{key}= {data.draw(TOML_VALUES)}"
+        elif op == "drop":
+            lines[i] = ""
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        else:
+            lines[i] = lines[i] + " ]]["
+    (folder / "design.toml").write_text("\n".join(lines))
+    _only_package_errors(lambda: load_design(folder / "design.toml"))

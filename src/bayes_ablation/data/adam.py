@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import warnings
 from collections.abc import Sequence
@@ -74,6 +75,7 @@ MONTHS_PER_UNIT = {
 _CANONICAL = {"D": "days", "W": "weeks", "M": "months", "Y": "years"}
 _PARAM_UNIT = re.compile(r"\(\s*(days?|weeks?|months?|years?)\s*\)", re.IGNORECASE)
 SAS_EPOCH = dt.date(1960, 1, 1)
+_log = logging.getLogger("bayes_ablation")
 
 
 def unit_name(text: str) -> str | None:
@@ -122,12 +124,16 @@ def read_adam_table(path: str | Path) -> pd.DataFrame:
         reader = pyreadstat.read_xport if suffix == ".xpt" else pyreadstat.read_sas7bdat
         kind = "SAS transport (.xpt)" if suffix == ".xpt" else "SAS (.sas7bdat)"
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # its complaints become the error below
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 frame, _ = reader(str(path))
         except Exception as exc:  # pyreadstat raises its own types and ValueError/OSError
             raise DataValidationError([Problem(str(path), None, None, None,
                                                f"a readable {kind} file ({exc})")]) from None
+        for w in caught:  # said in the package's words, once each, never raw
+            _log.warning("note: reading %s, pyreadstat warned: %s", path,
+                         str(w.message).strip().splitlines()[0] if str(w.message).strip()
+                         else w.category.__name__)
     renamed = {c: str(c).strip().upper() for c in frame.columns}
     frame = frame.rename(columns=renamed)
     if frame.columns.duplicated().any():
@@ -431,8 +437,10 @@ def _to_adam(p: Problem, adsl_cols: dict[str, str], tte_cols: dict[str, str], ad
             i = int(np.flatnonzero(tte_rows == row)[0]) if aval_raw is not None else None
             if i is not None:
                 value = aval_raw.iloc[i]
+                value = value.item() if hasattr(value, "item") else value
                 unit = unit_of[i]
-                expected = (f"{p.expected} [AVAL {value!r} {unit} = {p.value:.6g} months]"
+                shown = f"{value:g}" if isinstance(value, float) else repr(value)
+                expected = (f"{p.expected} [AVAL {shown} {unit} = {p.value:.6g} months]"
                             if isinstance(p.value, float) and unit else p.expected)
         elif col == "event":
             expected = p.expected.replace("event = 1", "CNSR = 0")

@@ -285,9 +285,10 @@ def check_dated_labels(frame: pd.DataFrame, source: str, checks: dict[str, Any])
                 continue
             i = position[p.row]
             col = "progressed_on" if use_prog[i] else "last_followup_on"
-            out.append(replace(p, column=col, value=last[i].isoformat(),
-                               expected=p.expected.replace("a plausible time", "a plausible "
-                                                           "follow-up from randomisation")))
+            expected = p.expected.replace("a plausible time", "a plausible follow-up from "
+                                          "randomisation").replace("; is the unit days?",
+                                                                   "; a typo in a date?")
+            out.append(replace(p, column=col, value=last[i].isoformat(), expected=expected))
         raise DataValidationError(out) from None
 
 
