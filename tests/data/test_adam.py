@@ -204,3 +204,37 @@ def test_cli_refuses_incomplete_or_double_input(tmp_path, capsys):
         assert not out.exists()
     err = capsys.readouterr().err
     assert "missing: --adsl" in err and "not both" in err and "no input" in err
+
+
+def test_monitor_on_adam_gives_the_look_of_the_same_dated_csv(tmp_path, capsys):
+    """The shipped ADaM example through ``monitor`` (the command line) and the same patients as
+    a dated CSV through the API: the same posterior, PPoS and decision; the mapping is in the
+    ledger's record."""
+    from bayes_ablation.cli.main import main
+    from bayes_ablation.spec.design import load_design
+    from bayes_ablation.workflows.monitoring.api import interim_look
+
+    adam = ROOT / "examples" / "adam"
+    design = MODELS / "interim_design.toml"
+    code = main(["monitor", "--design", str(design), "--adtte", str(adam / "adtte.xpt"),
+                 "--adsl", str(adam / "adsl.xpt"), "--paramcd", "PFS", "--cut", "2027-06-30",
+                 "--ledger", str(tmp_path / "adam.db"), "--quiet"])
+    assert code == 0
+    assert "ADaM input:" in capsys.readouterr().err
+    from bayes_ablation.workflows.monitoring.ledger import Ledger
+
+    with Ledger.open(tmp_path / "adam.db") as book:
+        (via_adam,) = book.looks()
+    mapping = via_adam.result["data"]["input_mapping"]
+    assert mapping["paramcd"] == "PFS" and mapping["columns"]["STARTDT"] == "randomised_on"
+
+    dated = read_adam(adam / "adtte.xpt", adam / "adsl.xpt", "PFS", load_design(design).spec,
+                      require_dates=True).dated.frame
+    csv = dated.drop(columns="row").assign(withdrawn=dated["withdrawn"].astype(int))
+    for col in ("randomised_on", "progressed_on", "last_followup_on"):
+        csv[col] = [d.isoformat() if d is not None else "" for d in csv[col]]
+    csv.to_csv(tmp_path / "dated.csv", index=False)
+    look = interim_look(design, tmp_path / "dated.csv", "2027-06-30",
+                        ledger=tmp_path / "csv.db")
+    for key in ("posterior", "ppos", "decision", "fast_posterior"):
+        assert look.result.result[key] == via_adam.result[key], key
