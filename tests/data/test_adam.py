@@ -238,3 +238,19 @@ def test_monitor_on_adam_gives_the_look_of_the_same_dated_csv(tmp_path, capsys):
                         ledger=tmp_path / "csv.db")
     for key in ("posterior", "ppos", "decision", "fast_posterior"):
         assert look.result.result[key] == via_adam.result[key], key
+
+
+def test_siteid_only_in_adtte_is_named_there(spec, trial):
+    from bayes_ablation.data.adam import validate_adam
+    from bayes_ablation.data.schema import plausibility
+
+    adsl, adtte = adam_frames(trial)
+    pfs = adtte.index[adtte["PARAMCD"] == "PFS"]
+    adtte["SITEID"] = adtte["USUBJID"].map(dict(zip(adsl["USUBJID"], adsl["SITEID"],
+                                                    strict=True)))
+    adtte.loc[pfs[4], "SITEID"] = "s01"                     # a typo of S01
+    with pytest.raises(ba.DataValidationError,
+                       match=rf"adtte.xpt, row {pfs[4] + 1}, column 'SITEID': got 's01'"):
+        validate_adam(adtte, adsl.drop(columns="SITEID"), "PFS", adtte_source="adtte.xpt",
+                      adsl_source="adsl.xpt", reference_arm="postoperative",
+                      **plausibility(spec))

@@ -296,14 +296,13 @@ def validate_adam(tte: pd.DataFrame, sl: pd.DataFrame, paramcd: str, *, adtte_so
         if unit_of[i] is not None:
             num, den = MONTHS_PER_UNIT[unit_of[i].upper()]
             months[i] = aval[i] * num / den
-    time_text = pd.Series(months, dtype=float)
 
     # ------------------------------------------------------------------ the patient table
     frame = pd.DataFrame({
         "patient_id": subject.to_numpy()[keep_a],
         "site": site,
         "arm": sl[arm_var].to_numpy()[sl_pos],
-        "time_months": time_text.to_numpy()[keep_a],
+        "time_months": months[keep_a],
         "event": event[keep_a],
     })
     for cov, col in cov_columns.items():
@@ -357,7 +356,8 @@ def validate_adam(tte: pd.DataFrame, sl: pd.DataFrame, paramcd: str, *, adtte_so
         if "EOSSTT" in sl.columns:
             mapping["columns"]["EOSSTT"] = "withdrawn (EOSSTT = DISCONTINUED)"
     patients = replace(patients, extra={**patients.extra, "input_mapping": mapping},
-                       warnings=tuple(_warning_to_adam(w, adsl_cols, adsl_source, site_source)
+                       warnings=tuple(_warning_to_adam(w, adsl_cols, adsl_source, site_source,
+                                                       adtte_row_of)
                                       for w in patients.warnings))
     dated = None
     if dated_frame is not None:
@@ -441,24 +441,29 @@ def _to_adam(p: Problem, adsl_cols: dict[str, str], tte_cols: dict[str, str], ad
                 unit = unit_of[i]
                 shown = f"{value:g}" if isinstance(value, float) else repr(value)
                 expected = (f"{p.expected} [AVAL {shown} {unit} = {p.value:.6g} months]"
-                            if isinstance(p.value, float) and unit else p.expected)
+                            if isinstance(p.value, float) and np.isfinite(p.value) and unit
+                            else p.expected)
         elif col == "event":
             expected = p.expected.replace("event = 1", "CNSR = 0")
         return replace(p, file=adtte_source, row=row, column=tte_cols[col], value=value,
                        expected=expected)
+    if col == "site" and site_source == adtte_source:  # SITEID only in ADTTE
+        row = adtte_row_of.get(p.row) if p.row is not None else None
+        return replace(p, file=adtte_source, row=row, column="SITEID")
     if col in adsl_cols:
-        file = site_source if col == "site" else adsl_source
-        return replace(p, file=file, column=adsl_cols[col])
+        return replace(p, file=adsl_source, column=adsl_cols[col])
     if p.row is None and col is None:
         return replace(p, file=adtte_source)
     return replace(p, file=adsl_source)
 
 
 def _warning_to_adam(w: DataWarning, adsl_cols: dict[str, str], adsl_source: str,
-                     site_source: str) -> DataWarning:
+                     site_source: str, adtte_row_of: dict[int, int]) -> DataWarning:
+    if w.column == "site" and site_source != adsl_source:  # SITEID only in ADTTE
+        return replace(w, file=site_source, column="SITEID",
+                       rows=tuple(adtte_row_of[r] for r in w.rows))
     if w.column in adsl_cols:
-        return replace(w, file=site_source if w.column == "site" else adsl_source,
-                       column=adsl_cols[w.column])
+        return replace(w, file=adsl_source, column=adsl_cols[w.column])
     return w
 
 
