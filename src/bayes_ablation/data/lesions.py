@@ -32,6 +32,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,7 @@ from bayes_ablation.data.schema import (
     as_text,
     covariate_design,
     is_blank,
+    plausibility,
     validate_patients,
 )
 from bayes_ablation.errors import DataValidationError, DataWarning, Problem
@@ -147,16 +149,21 @@ class LesionTable:
 # --------------------------------------------------------------------------------- patients
 
 def validate_lr_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | None,
-                         sha256: str | None = None) -> PatientTable:
+                         sha256: str | None = None, **checks: Any) -> PatientTable:
     """Validate the LR patient table (``patient_id, site, arm, followup_months, died``).
 
     Returns a :class:`PatientTable` whose ``time_months``/``event`` are the follow-up and the
-    death indicator; problems name the file's own columns.
+    death indicator; problems name the file's own columns. ``checks``: the label and
+    plausibility checks of :func:`~bayes_ablation.data.schema.validate_patients` (declared
+    ``arms``, ``min_patients_per_arm``, ``max_time_months``); deaths are not required (the
+    event of the analysis is local recurrence, see :func:`validate_lr_data`).
     """
     clash = [c for c in _TO_SCHEMA.values() if c in raw.columns]
     frame = raw.drop(columns=clash).rename(columns=_TO_SCHEMA)
+    checks = {k: v for k, v in checks.items() if k != "require_events"}
     try:
-        table = validate_patients(frame, source, reference_arm=reference_arm, sha256=sha256)
+        table = validate_patients(frame, source, reference_arm=reference_arm, sha256=sha256,
+                                  event_name="death", **checks)
     except DataValidationError as exc:
         raise DataValidationError([_rename_problem(p) for p in exc.problems]) from None
     return table
@@ -379,13 +386,19 @@ def _check_generic(raw: pd.DataFrame, col: str, rows: np.ndarray, add) -> pd.Ser
 def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
                      patients_source: str, lesions_source: str, reference_arm: str | None,
                      covariates: Sequence[str] = (), patients_sha256: str | None = None,
-                     lesions_sha256: str | None = None) -> LesionTable:
-    """Validate both tables and every cross-reference; raise once with all problems."""
+                     lesions_sha256: str | None = None, **checks: Any) -> LesionTable:
+    """Validate both tables and every cross-reference; raise once with all problems.
+
+    ``checks`` (from a spec: :func:`~bayes_ablation.data.schema.plausibility`): the patient
+    table's label and plausibility checks; with ``require_events`` at least one lesion must
+    show local recurrence, and an arm whose lesions show none is a warning.
+    """
     problems: list[Problem] = []
     patients: PatientTable | None = None
     try:
         patients = validate_lr_patients(patients_raw, patients_source,
-                                        reference_arm=reference_arm, sha256=patients_sha256)
+                                        reference_arm=reference_arm, sha256=patients_sha256,
+                                        **checks)
     except DataValidationError as exc:
         problems.extend(exc.problems)
     lesion_problems, warnings, frame = validate_lesions(
@@ -398,6 +411,21 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
             if arm not in lesion_arms:
                 problems.append(Problem(lesions_source, None, "patient_id", arm,
                                         "every arm to have at least one lesion"))
+        lr_arms = frame.loc[frame["lr_observed"] == 1, "patient_id"].map(arm_of)
+        if checks.get("require_events") and not problems and not len(lr_arms):
+            problems.append(Problem(lesions_source, None, "lr_upper_months", None,
+                                    f"at least one local recurrence (none of {len(frame)} "
+                                    "lesions has an lr_upper_months: there is nothing to "
+                                    "estimate)"))
+        elif checks.get("require_events"):
+            lesion_arm = frame["patient_id"].map(arm_of).to_numpy()
+            for arm in patients.arms:
+                if arm in lesion_arms and arm not in set(lr_arms):
+                    where = tuple(int(r) for r in np.flatnonzero(lesion_arm == arm) + 1)
+                    warnings.append(DataWarning(
+                        lesions_source, "lr_upper_months", where, arm,
+                        f"arm {arm!r} has no local recurrence ({len(where)} lesions): its "
+                        "estimates rest on the prior and the other arms"))
     if problems:
         raise DataValidationError(problems)
     assert patients is not None
@@ -419,6 +447,7 @@ def read_lr_data(patients_path: str | Path | pd.DataFrame,
     With a spec, the reference arm and the lesion covariates come from it. The returned
     :class:`LesionTable` carries its validated ``patients``.
     """
+    checks = plausibility(spec)
     if spec is not None:
         reference_arm = reference_arm or getattr(spec, "reference_arm", None)
         if covariates is None:
@@ -448,7 +477,7 @@ def read_lr_data(patients_path: str | Path | pd.DataFrame,
     return validate_lr_data(tables[0], tables[1], patients_source=sources[0],
                             lesions_source=sources[1], reference_arm=reference_arm,
                             covariates=tuple(covariates or ()),
-                            patients_sha256=digests[0], lesions_sha256=digests[1])
+                            patients_sha256=digests[0], lesions_sha256=digests[1], **checks)
 
 
 def lr_data_from_frames(patients: pd.DataFrame, lesions: pd.DataFrame, *,

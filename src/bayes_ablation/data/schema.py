@@ -201,7 +201,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
                       extra_columns: Sequence[str] = (),
                       min_patients_per_arm: int = 1,
                       max_time_months: float = MAX_TIME_MONTHS,
-                      event_name: str = "event", require_events: bool = False) -> PatientTable:
+                      event_name: str = "event", require_events: bool = False,
+                      row_numbers: Sequence[int] | None = None) -> PatientTable:
     """Check a raw patient table and return it typed, or raise with every problem found.
 
     ``arms``/``sites`` are the levels declared by the plan (or by Parquet categoricals); a declared
@@ -211,12 +212,19 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     ``min_patients_per_arm`` patients (readers given a spec use its value, default
     :data:`MIN_PATIENTS_PER_ARM`), times may not exceed ``max_time_months``, and with
     ``require_events`` (readers given a spec) there must be at least one ``event_name``; an arm or site
-    without one is a warning of the table.
+    without one is a warning of the table. ``row_numbers``: the row each row of ``raw`` has in
+    its file when ``raw`` is a selection of it (default 1, 2, …); problems and warnings name
+    those rows.
     """
     problems: list[Problem] = []
+    shown = (np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None
+             else np.arange(1, len(raw) + 1))
+    if len(shown) != len(raw):
+        raise ValueError(f"row_numbers has {len(shown)} entries for {len(raw)} rows")
 
     def add(row: int | None, column: str | None, value: object, expected: str) -> None:
-        problems.append(Problem(source, row, column, value, expected))
+        problems.append(Problem(source, None if row is None else int(shown[row - 1]), column,
+                                value, expected))
 
     required = (*PATIENT_COLUMNS, *covariates, *extra_columns)
     present = ", ".join(map(str, raw.columns))
@@ -242,7 +250,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         for r in rows[dup.to_numpy()]:
             pid = ids.iloc[r - 1]
             if first_row[pid] != r:
-                add(int(r), "patient_id", pid, f"a unique id (also on row {first_row[pid]})")
+                add(int(r), "patient_id", pid,
+                    f"a unique id (also on row {shown[first_row[pid] - 1]})")
 
     time = _parse_numbers(raw["time_months"])
     with np.errstate(invalid="ignore"):
@@ -280,14 +289,15 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
             if s not in present_sites:
                 add(None, "site", s, "every declared site to have at least one patient")
     if declared_arms is None:
-        problems.extend(near_duplicate_labels(arm, "arm", source, rows))
+        problems.extend(near_duplicate_labels(arm, "arm", source, shown))
     if declared_sites is None:
-        problems.extend(near_duplicate_labels(site, "site", source, rows))
+        problems.extend(near_duplicate_labels(site, "site", source, shown))
     arm_counts = arm[arm != ""].value_counts()
     for a, n in arm_counts.items():
-        where = rows[(arm == a).to_numpy()]
+        at = rows[(arm == a).to_numpy()]
+        where = shown[at - 1]
         if 0 < n < min_patients_per_arm and where.size:
-            add(int(where[0]), "arm", a, f"at least {min_patients_per_arm} patients per arm (the "
+            add(int(at[0]), "arm", a, f"at least {min_patients_per_arm} patients per arm (the "
                 f"spec's min_patients_per_arm); {a!r} has {n} (rows {_row_list(where)})")
     if len(present_arms) < 2:
         add(None, "arm", present_arms, "at least two arms to compare")
@@ -322,7 +332,7 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     if problems:
         raise DataValidationError(problems)
     warnings = tuple(
-        DataWarning(source, col, tuple(int(r) for r in rows[(values == label).to_numpy()]), label,
+        DataWarning(source, col, tuple(int(r) for r in shown[(values == label).to_numpy()]), label,
                     f"{col} {label!r} has no {event_name} ({int((values == label).sum())} "
                     "patients): its estimates rest on the prior and the other "
                     + ("arms" if col == "arm" else "sites"))

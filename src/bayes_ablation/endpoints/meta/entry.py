@@ -17,7 +17,7 @@ from bayes_ablation.endpoints.meta import estimands, model
 from bayes_ablation.endpoints.meta.sbc import ADAPTER as NORMAL_NORMAL_ADAPTER
 from bayes_ablation.endpoints.meta.sbc_ipd import ADAPTER as IPD_AD_ADAPTER
 from bayes_ablation.endpoints.registry import Endpoint, Family, Prepared
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 
 NORMAL_NORMAL = Family(name="normal_normal", endpoint="meta",
@@ -28,7 +28,7 @@ WEIBULL_IPD_AD = Family(name="weibull_ipd_ad", endpoint="meta",
 
 
 def prepare(spec: AnalysisSpec, patients: Any, lesions: Any = None) -> Prepared:
-    raise BayesAblationError(f"spec {spec.name!r} pools studies (endpoint 'meta'): use "
+    raise InputError(f"spec {spec.name!r} pools studies (endpoint 'meta'): use "
                              "fit_meta(spec, studies) or 'bayes-ablation meta'")
 
 

@@ -18,7 +18,7 @@ from bayes_ablation.endpoints.pfs import estimands, loglik, model, predictive
 from bayes_ablation.endpoints.pfs.sbc import ADAPTER as WEIBULL_ADAPTER
 from bayes_ablation.endpoints.pfs.sbc_pwe import ADAPTER as PWE_ADAPTER
 from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 
 
@@ -51,13 +51,15 @@ PIECEWISE_EXPONENTIAL = Family(
 
 def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: Any = None) -> Prepared:
     if lesions is not None:
-        raise BayesAblationError(f"spec {spec.name!r} (endpoint pfs) is fitted on the patient "
+        raise InputError(f"spec {spec.name!r} (endpoint pfs) is fitted on the patient "
                                  "table alone; lesions= is for the local_recurrence endpoint")
     return Prepared(
         model_data=patients,
         provenance={"data_source": patients.source, "data_sha256": patients.sha256,
                     "n_patients": patients.n_patients, "arms": list(patients.arms),
-                    "sites": list(patients.sites)},
+                    "sites": list(patients.sites),
+                    **({"input_mapping": patients.extra["input_mapping"]}
+                       if "input_mapping" in patients.extra else {})},
         summary=patients.summary(), arms=tuple(patients.arms), tables={"patients": patients})
 
 
