@@ -68,35 +68,40 @@ def estimate_comparison(table: pd.DataFrame,
     """Median and interval of each estimand by method (rows: estimand × time), so that a
     disagreement between the g-computation and the weighted estimate is visible."""
     table = table.copy()
-    table["row"] = [f"{e} {q.replace('_difference', ' diff')}"
+    several = table["treatment"].nunique() > 1
+    table["row"] = [("" if not several else f"{a}: ") + f"{e} {q.replace('_difference', ' diff')}"
                     + ("" if pd.isna(t) else f", t={t:g}")
-                    for e, q, t in zip(table["estimand"], table["quantity"], table["time"],
-                                       strict=True)]
+                    for a, e, q, t in zip(table["treatment"], table["estimand"],
+                                          table["quantity"], table["time"], strict=True)]
     rows = list(dict.fromkeys(table["row"]))
     methods = list(dict.fromkeys(table["method"]))
     quantities = list(dict.fromkeys(table["quantity"]))
-    fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities) + 1.5,
-                                                           0.42 * len(rows) + 1.4),
-                             squeeze=False)
-    for ax, quantity in zip(axes[0], quantities, strict=True):
-        sub_rows = [r for r in rows if table.loc[table["row"] == r, "quantity"].iloc[0]
-                    == quantity]
-        y0 = {r: i for i, r in enumerate(sub_rows[::-1])}
+    per_panel = {q: list(dict.fromkeys(table.loc[table["quantity"] == q, "row"]))
+                 for q in quantities}
+    fig, axes = plt.subplots(len(quantities), 1, squeeze=False,
+                             figsize=(7.5, 0.3 * len(rows) + 0.9 * len(quantities) + 0.9),
+                             gridspec_kw={"height_ratios": [len(per_panel[q]) + 0.8
+                                                            for q in quantities]})
+    for ax, quantity in zip(axes[:, 0], quantities, strict=True):
+        y0 = {r: i for i, r in enumerate(per_panel[quantity][::-1])}
         for m, method in enumerate(methods):
             sub = table[(table["method"] == method) & (table["quantity"] == quantity)]
-            y = np.array([y0[r] for r in sub["row"]]) + (0.15 if m == 0 else -0.15) \
-                * (len(methods) > 1)
+            y = np.array([y0[r] for r in sub["row"]], float) + (
+                (0.15 if m == 0 else -0.15) if len(methods) > 1 else 0.0)
             ax.hlines(y, sub["lower"], sub["upper"], color=color(m), lw=2)
             ax.plot(sub["median"], y, "o", color=color(m), ms=4,
-                    label=method if ax is axes[0][0] else None)
+                    label=method if ax is axes[0, 0] else None)
         ax.axvline(0, color="grey", ls=":", lw=1)
         ax.set_yticks(list(y0.values()), list(y0.keys()))
-        ax.set_xlabel("months" if quantity == "rmst_difference" else "probability")
+        ax.set_ylim(-0.6, len(y0) - 0.4)
+        ax.set_xlabel("RMST difference (months)" if quantity == "rmst_difference"
+                      else "S(t) difference (probability)")
         ax.grid(alpha=0.3, axis="x")
+    h = fig.get_size_inches()[1]
+    fig.suptitle(title, y=1 - 0.08 / h, fontsize=10, va="top")
     fig.legend(frameon=False, fontsize=8, loc="upper center", ncol=len(methods),
-               bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle(title, y=0.93, fontsize=10)
-    margins(fig, left=_label_inches(rows) + 0.3, bottom=0.6, top=0.75, wspace=0.9)
+               bbox_to_anchor=(0.5, 1 - 0.32 / h))
+    margins(fig, left=_label_inches(rows) + 0.3, bottom=0.55, top=0.75, hspace=0.45)
     return fig
 
 

@@ -65,7 +65,8 @@ def comparison_frame(table: pd.DataFrame, ref: str, level: str) -> pd.DataFrame:
     several = table["treatment"].nunique() > 1
     rows: dict[tuple, dict[str, str]] = {}
     for _, r in table.iterrows():
-        key = (r["treatment"], r["estimand"], r["quantity"], r["time"])
+        key = (r["treatment"], r["estimand"], r["quantity"],
+               None if pd.isna(r["time"]) else float(r["time"]))
         row = rows.setdefault(key, {
             **({"comparison": f"{r['treatment']} vs {ref}"} if several else {}),
             "estimand": r["estimand"],
@@ -132,7 +133,7 @@ def confounding_section(result: AnalysisResult) -> Section | None:
                 "propensity": fig["propensity"], "bounds": tuple(ov["bounds"])}))
         blocks.append(_h("Covariate balance"))
         bal = result.tables.get("confounding_balance")
-        if bal is not None:
+        if bal is not None and (bal["treatment"] == treatment).any():
             bal = bal[bal["treatment"] == treatment]
             worst = bal.loc[bal["kind"] == "covariate", "smd_overlap_weighted"].abs().max()
             blocks.append(_p(
