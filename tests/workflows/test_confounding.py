@@ -87,3 +87,26 @@ def test_g_computation_rows_are_shown_beside_the_weighted_ones(cohort_fit):
                                                    sections=(section,)))
     assert "g-computation: median" in html and "weighted KM: median" in html
     assert {"propensity_overlap", "love_plot", "estimate_comparison", "bias_contour"} <= set(pngs)
+
+
+def test_without_companion_estimates_the_section_still_renders(fit600, trial600):
+    """Endpoints other than PFS (local recurrence): no weighted-KM companion, E-value with
+    the conservative common-outcome conversion."""
+    from bayes_ablation.core.files import json_default
+    from bayes_ablation.endpoints.confounding.analysis import confounding_analysis, merge_entries
+
+    table = trial600[1]
+    analysis = confounding_analysis(table, log_hr=fit600.estimands["log_hr"], gcomp=None,
+                                    times_months=[12.0], tau_months=36.0, companion=False)
+    assert "confounding_weighted_estimates" not in analysis.tables
+    sens = analysis.summary["sensitivity"]["perioperative"]
+    assert sens["e_value"]["common_outcome"] and sens["e_value"]["event_share"] is None
+    json.dumps(analysis.summary, default=json_default)
+    entries = merge_entries({"confounding": {"ate": 1}, "other": 2}, analysis)
+    assert entries["other"] == 2 and entries["confounding"]["ate"] == 1
+    shown = dataclasses.replace(fit600, summary_entries=entries,
+                                tables={**fit600.tables, **analysis.tables},
+                                details={"confounding": analysis.figures})
+    section = next(s for s in build_report("pfs", shown).sections if s.title == "Confounding")
+    kinds = [b.kind for b in section.figures]
+    assert kinds == ["propensity_overlap", "love_plot", "bias_contour"]

@@ -60,14 +60,16 @@ def _interval(v: np.ndarray, prob: float) -> dict[str, float]:
             "upper": float(np.quantile(v, hi))}
 
 
-def sensitivity_summary(log_hr_draws: np.ndarray, event_share: float, *,
+def sensitivity_summary(log_hr_draws: np.ndarray, event_share: float | None, *,
                         priors: BiasPriors, interval_prob: float, seed: int
                         ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """(summary entry, grid table) of one treatment's conditional log HR draws."""
+    """(summary entry, grid table) of one treatment's conditional log HR draws;
+    ``event_share`` decides the E-value's HR → RR conversion (None: unknown, the common-
+    outcome conversion, which gives the smaller E-value)."""
     obs = np.asarray(log_hr_draws, float).ravel()
     adjusted = probabilistic_bias(obs, priors, seed=seed)
     hr = _interval(np.exp(obs), interval_prob)
-    common = bool(event_share > COMMON_OUTCOME)
+    common = event_share is None or bool(event_share > COMMON_OUTCOME)
     grid = sensitivity_grid(obs, interval_prob=interval_prob)
     return {
         "priors": priors.to_dict(),
@@ -77,7 +79,7 @@ def sensitivity_summary(log_hr_draws: np.ndarray, event_share: float, *,
         "log_hr_adjusted": {**_interval(adjusted, interval_prob),
                             "mean": float(adjusted.mean()), "sd": float(adjusted.std(ddof=1))},
         "e_value": {**e_value_hr(hr["median"], hr["lower"], hr["upper"], common=common),
-                    "event_share": float(event_share)},
+                    "event_share": None if event_share is None else float(event_share)},
         "grid": {"mean_prevalence": 0.5, "rows": len(grid),
                  "table": "confounding_sensitivity_grid.csv"},
     }, grid
@@ -95,8 +97,9 @@ def confounding_analysis(patients: PatientTable, *, log_hr: xr.DataArray | None,
     None to skip the sensitivity analysis; ``gcomp``: an estimand table whose ATE/ATT rows
     (labels like ``ATE survival_difference[<arm>, t=<t>]``) are shown next to the weighted
     estimates (None or no such rows: the weighted estimates alone). ``companion`` False
-    skips the weighted Kaplan–Meier estimates (they estimate the patient table's endpoint,
-    ``time_months``/``event``: PFS).
+    (for endpoints other than the patient table's ``time_months``/``event``, i.e. not PFS)
+    skips the weighted Kaplan–Meier estimates, and the E-value, not knowing how common the
+    outcome is, uses the common-outcome HR → RR conversion.
     """
     priors = priors or BiasPriors()
     propensity: dict[str, Any] = {}
@@ -143,7 +146,7 @@ def confounding_analysis(patients: PatientTable, *, log_hr: xr.DataArray | None,
                 and treatment in log_hr["treatment"].values:
             draws = log_hr.sel(treatment=treatment).values
             entry, grid = sensitivity_summary(
-                draws, float(design.event.mean()), priors=priors,
+                draws, float(design.event.mean()) if companion else None, priors=priors,
                 interval_prob=interval_prob, seed=seed + 1000 + k)
             sensitivity[treatment] = entry
             grids.append(grid.assign(treatment=treatment))

@@ -195,7 +195,9 @@ def confounding_section(result: AnalysisResult) -> Section | None:
             "Ding 2017) is the risk-ratio association U would need with both treatment and "
             "outcome to move the estimate (the interval limit) to 1; the outcome is "
             + ("common" if e["common_outcome"] else "rare")
-            + f" ({e['event_share']:.0%} of patients with an event), so the HR was converted "
+            + (f" ({e['event_share']:.0%} of patients with an event)" if e.get("event_share")
+               is not None else " (assumed: the conservative choice)")
+            + ", so the HR was converted "
             "to a risk ratio " + ("by RR = (1 − 0.5^√HR)/(1 − 0.5^√(1/HR))."
                                   if e["common_outcome"] else "as RR ≈ HR."), muted=True))
         blocks.append(Table(sensitivity_frame(sens, level)))
