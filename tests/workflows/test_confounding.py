@@ -31,6 +31,7 @@ def cohort_fit(weibull_spec):
     from bayes_ablation.workflows.fit import fit
 
     frame, _ = confounded_cohort(300, seed=21)
+    frame.loc[frame["site"] == "S5", "arm"] = "perioperative"   # a site treating one way only
     spec = weibull_spec.updated(
         analysis={"design": "cohort", "covariates": COVS},
         priors={"beta_covariates": {"family": "normal", "mu": 0.0, "sigma": 1.0,
@@ -41,7 +42,7 @@ def cohort_fit(weibull_spec):
 
 
 def test_cohort_fit_writes_confounding_summary_tables_and_section(cohort_fit, tmp_path):
-    result, _ = cohort_fit
+    result, table = cohort_fit
     out = result.save(tmp_path / "bundle")
     summary = json.loads((out / "summary.json").read_text())
     conf = summary["confounding"]
@@ -60,6 +61,13 @@ def test_cohort_fit_writes_confounding_summary_tables_and_section(cohort_fit, tm
     for name in ("confounding_balance", "confounding_weighted_estimates",
                  "confounding_estimates_side_by_side", "confounding_sensitivity_grid"):
         assert (out / f"{name}.csv").exists()
+    # positivity violations also reach the data-warnings banner, with their rows
+    banner = [w for w in summary["warnings"] if w["message"].startswith("positivity:")]
+    patterns = [w for w in conf["positivity_warnings"] if w["pattern"] != "propensity"]
+    assert len(banner) >= len(patterns) >= 1
+    site = next(w for w in banner if w["value"] == "site=S5")
+    assert site["message"].startswith("positivity: site=S5: 0 postoperative patients of ")
+    assert len(site["rows"]) == int((table.frame["site"] == "S5").sum())
     html = (out / "report.html").read_text()
     assert "<h2>Confounding</h2>" in html
     for figure in ("propensity_overlap", "love_plot", "estimate_comparison", "bias_contour"):

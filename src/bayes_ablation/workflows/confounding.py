@@ -11,14 +11,32 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 from bayes_ablation.data.schema import PatientTable
 from bayes_ablation.endpoints.confounding.analysis import confounding_analysis, merge_entries
 from bayes_ablation.endpoints.confounding.sensitivity import BiasPriors
 from bayes_ablation.workflows.result import Result
 
+#: share of patients with propensity outside the overlap bounds that the banner reports
+BANNER_SHARE_OUTSIDE = 0.05
 #: Bayesian-bootstrap replicates of the weighted companion estimates
 N_BOOT = 1000
+
+
+def positivity_records(warnings: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Positivity warnings as ``summary.json["warnings"]`` records (file, rows, value,
+    message), the form the report's data-warnings banner lists."""
+    out = []
+    for w in warnings:
+        if w["pattern"] == "propensity" and w.get("share", 1.0) < BANNER_SHARE_OUTSIDE:
+            continue          # a few extreme propensities: in the section, not the banner
+        message = (f"positivity: {w['message']} — the comparison there rests on the model's "
+                   "extrapolation across arms")
+        out.append({"file": source, "column": None, "rows": list(w.get("rows") or []),
+                    "n_rows": len(w.get("rows") or []), "value": w["pattern"],
+                    "message": message, "text": f"{source}: {message}"})
+    return out
 
 
 def with_confounding(result: Result, patients: PatientTable, *, n_boot: int = N_BOOT,
@@ -36,7 +54,11 @@ def with_confounding(result: Result, patients: PatientTable, *, n_boot: int = N_
         seed=spec.sampler.seed, n_boot=n_boot, priors=priors,
         companion=spec.endpoint == "pfs")
     analysis.summary["seconds"] = time.perf_counter() - started
+    entries = merge_entries(result.summary_entries, analysis)
+    # positivity violations are shown with the data warnings, before the results
+    entries["warnings"] = [*entries.get("warnings", []), *positivity_records(
+        analysis.summary["positivity_warnings"], patients.source)]
     return dataclasses.replace(
-        result, summary_entries=merge_entries(result.summary_entries, analysis),
+        result, summary_entries=entries,
         tables={**dict(result.tables), **analysis.tables},
         details={**dict(result.details), "confounding": analysis.figures})

@@ -102,6 +102,10 @@ def test_positivity_warning_names_the_pattern_without_overlap():
     found = positivity_warnings(comparison_design(table, "perioperative"), table.covariates)
     messages = [w.message for w in found]
     assert f"node_positive=1 & cea_high=1: 0 postoperative patients of {n_both}" in messages
+    hit = found[messages.index(f"node_positive=1 & cea_high=1: 0 postoperative patients of "
+                               f"{n_both}")]
+    both = (frame["node_positive"] == 1) & (frame["cea_high"] == 1)
+    assert list(hit.rows) == list(np.flatnonzero(both.to_numpy()) + 1)   # table rows, 1-based
     # the single levels overlap, so they are not flagged
     assert not any(m.startswith(("node_positive=1:", "cea_high=1:")) for m in messages)
 

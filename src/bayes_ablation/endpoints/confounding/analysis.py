@@ -131,6 +131,7 @@ def confounding_analysis(patients: PatientTable, *, log_hr: xr.DataArray | None,
             warnings.append({"treatment": treatment, "pattern": "propensity",
                              "arm_without_patients": None,
                              "patients": overlap[treatment]["patients_outside"],
+                             "share": share,
                              "message": f"{overlap[treatment]['patients_outside']} of "
                                         f"{design.n} patients ({share:.1%}) have a propensity "
                                         f"outside [{OVERLAP_BOUNDS[0]:g}, {OVERLAP_BOUNDS[1]:g}]"})

@@ -267,12 +267,13 @@ def overlap_summary(fit: PropensityFit, bounds: tuple[float, float] = OVERLAP_BO
 class PositivityWarning:
     """A covariate pattern seen in one arm only: ``pattern`` (e.g. "node_positive=1 &
     cea_high=1"), ``arm`` (the arm without patients), ``patients`` (patients with the
-    pattern, all in the other arm)."""
+    pattern, all in the other arm); ``rows``: their rows in the patient table (1 = first)."""
 
     treatment: str
     pattern: str
     arm: str
     patients: int
+    rows: tuple[int, ...] = ()
 
     @property
     def message(self) -> str:
@@ -280,7 +281,8 @@ class PositivityWarning:
 
     def to_dict(self) -> dict[str, object]:
         return {"treatment": self.treatment, "pattern": self.pattern, "arm_without_patients":
-                self.arm, "patients": self.patients, "message": self.message}
+                self.arm, "patients": self.patients, "rows": list(self.rows),
+                "message": self.message}
 
 
 def _discrete_columns(frame: pd.DataFrame, covariates: Sequence[str]
@@ -317,13 +319,17 @@ def positivity_warnings(design: PropensityDesign, covariates: Sequence[str], *,
     out: list[PositivityWarning] = []
     flagged: set[tuple[str, str]] = set()
 
+    def rows(mask: np.ndarray) -> tuple[int, ...]:
+        return tuple(int(r) + 1 for r in design.rows[mask])
+
     def check(mask: np.ndarray, pattern: str) -> bool:
         n = int(mask.sum())
         if n < min_patients:
             return False
         for arm in (1, 0):
             if not (a[mask] == arm).any():
-                out.append(PositivityWarning(design.treatment, pattern, arm_name[arm], n))
+                out.append(PositivityWarning(design.treatment, pattern, arm_name[arm], n,
+                                             rows(mask)))
                 return True
         return False
 
@@ -341,15 +347,12 @@ def positivity_warnings(design: PropensityDesign, covariates: Sequence[str], *,
     for cov in continuous:
         v = frame[cov].to_numpy(float)
         for arm in (1, 0):
-            mine, other = v[a == arm], v[a != arm]
-            above = other > mine.max()
-            if above.sum() >= min_patients:
-                out.append(PositivityWarning(design.treatment,
-                                             f"{cov} > {mine.max():g} (largest among "
-                                             f"{arm_name[arm]})", arm_name[arm], int(above.sum())))
-            below = other < mine.min()
-            if below.sum() >= min_patients:
-                out.append(PositivityWarning(design.treatment,
-                                             f"{cov} < {mine.min():g} (smallest among "
-                                             f"{arm_name[arm]})", arm_name[arm], int(below.sum())))
+            mine = v[a == arm]
+            for beyond, word, edge in ((v > mine.max(), ">", "largest"),
+                                       (v < mine.min(), "<", "smallest")):
+                if beyond.sum() >= min_patients:
+                    bound = mine.max() if word == ">" else mine.min()
+                    out.append(PositivityWarning(
+                        design.treatment, f"{cov} {word} {bound:g} ({edge} among "
+                        f"{arm_name[arm]})", arm_name[arm], int(beyond.sum()), rows(beyond)))
     return out
