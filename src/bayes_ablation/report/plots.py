@@ -251,6 +251,10 @@ PLOTTERS: dict[str, str] = {
     "sbc_ecdf_differences": "bayes_ablation.report.validation:ecdf_differences",
     "zscore_contraction": "bayes_ablation.report.validation:zscore_contraction",
     "coverage": "bayes_ablation.report.validation:coverage_plot",
+    "propensity_overlap": "bayes_ablation.report.confounding:propensity_overlap",
+    "love_plot": "bayes_ablation.report.confounding:love_plot",
+    "estimate_comparison": "bayes_ablation.report.confounding:estimate_comparison",
+    "bias_contour": "bayes_ablation.report.confounding:bias_contour",
 }
 
 

@@ -186,10 +186,15 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     entries = (ep.summary_entries(spec, prepared, checks, model_details)
                if ep.summary_entries is not None else {})
     entries = {**entries, "warnings": data_warnings(prepared)}
-    return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
-                  probabilities=probs, diagnostics=report, provenance=provenance,
-                  data_summary=prepared.summary, checks=checks, summary_entries=entries,
-                  headline=tuple(ep.headline(table)) if ep.headline else ())
+    result = Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
+                    probabilities=probs, diagnostics=report, provenance=provenance,
+                    data_summary=prepared.summary, checks=checks, summary_entries=entries,
+                    headline=tuple(ep.headline(table)) if ep.headline else ())
+    if spec.design == "cohort":  # design diagnostics and sensitivity analysis (issue 14)
+        from bayes_ablation.workflows.confounding import with_confounding
+
+        result = with_confounding(result, patient_table)
+    return result
 
 
 def data_warnings(prepared: Any) -> list[dict[str, Any]]:
