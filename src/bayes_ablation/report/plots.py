@@ -251,6 +251,7 @@ PLOTTERS: dict[str, str] = {
     "sbc_ecdf_differences": "bayes_ablation.report.validation:ecdf_differences",
     "zscore_contraction": "bayes_ablation.report.validation:zscore_contraction",
     "coverage": "bayes_ablation.report.validation:coverage_plot",
+    "borrowing_side_by_side": "bayes_ablation.report.borrowing:side_by_side",
 }
 
 
