@@ -21,7 +21,8 @@ Prior-data conflict: Box's (1980) p-value of the internal estimate under the pri
 predictive of the borrowed evidence, p = P(f(Y) ≤ f(θ̂_int)) with Y ~ f, f the borrowed
 prior of θ (``full``/``none``: N(θ̂_ext, se_ext²); ``power``: N(θ̂_ext, se_ext²/a0);
 ``commensurate``: N(θ̂_ext, se_ext² + 1/τ), τ from its prior; ``map``: the robust MAP)
-convolved with N(0, se_int²). Small p: the trial disagrees with the borrowed evidence. For
+convolved with N(0, se_int²). Small p: the trial disagrees with the borrowed evidence;
+``box_p_pooled`` is the same p under pooling (f = N(θ̂_ext, se_ext²)), whatever the method. For
 ``commensurate`` also the posterior of τ and of δ = α_ext − α.
 """
 
@@ -198,6 +199,10 @@ def borrowing_summary(spec: AnalysisSpec, data: Any, idata: Any) -> dict[str, An
         conflict["box_p"] = box_p(pred, internal.mean(), seed=spec.sampler.seed)
         conflict["box_p_definition"] = ("P(f(Y) <= f(internal estimate)), f the borrowed "
                                         "prior's predictive of the internal estimate")
+    if external is not None and method != "map":
+        # were the two sources exchangeable (pooled), how surprising is the internal estimate
+        conflict["box_p_pooled"] = 2 * float(stats.norm.sf(
+            abs(internal.mean() - external.mean()) / np.hypot(internal.sd(), external.sd())))
     if method == "commensurate":
         tau = _draws(idata, "commensurate_precision")
         delta = _draws(idata, "external_offset")
