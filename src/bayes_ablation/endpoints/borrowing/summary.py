@@ -257,10 +257,12 @@ def density_grid(data: Any, spec: AnalysisSpec, idata: Any, summary: dict[str, A
             e = summary["side_by_side"]["external"]
             curves["external"] = normal(e["mean"], e["sd"])
     posterior = _draws(idata, target)
-    lo = min(np.quantile(posterior, 0.001), *(c.mean() - 4 * c.sd() for c in curves.values()
-                                              if c is not None and c.sd() < 5))
-    hi = max(np.quantile(posterior, 0.999), *(c.mean() + 4 * c.sd() for c in curves.values()
-                                              if c is not None and c.sd() < 5))
+    # the range of the data sources and the posterior (a vague prior is shown clipped)
+    shown = [c for k, c in curves.items() if c is not None and (k != "prior" or method == "map")]
+    lo = min(np.quantile(posterior, 0.001), *(c.quantile(0.001) for c in shown))
+    hi = max(np.quantile(posterior, 0.999), *(c.quantile(0.999) for c in shown))
+    pad = 0.1 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
     grid = np.linspace(lo, hi, n)
     dens = {k: c.pdf(grid) for k, c in curves.items() if c is not None}
     dens["posterior"] = stats.gaussian_kde(posterior)(grid)
