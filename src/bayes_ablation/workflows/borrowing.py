@@ -17,7 +17,7 @@ import pandas as pd
 from bayes_ablation.data.borrowing import read_baseline_studies, read_external
 from bayes_ablation.data.schema import PatientTable
 from bayes_ablation.endpoints.registry import Prepared
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 
 ExternalLike = PatientTable | pd.DataFrame | str | Path | None
@@ -31,20 +31,20 @@ def prepare_borrowing(spec: AnalysisSpec, prepared: Prepared, external: External
 
     b = spec.borrowing
     if b is None:
-        raise BayesAblationError(f"external control patients were given but spec {spec.name!r} "
+        raise InputError(f"external control patients were given but spec {spec.name!r} "
                                  "has no [borrowing] section saying how to use them")
     if b.needs_external and external is None:
-        raise BayesAblationError(f"[borrowing] method {b.method!r} of spec {spec.name!r} needs "
+        raise InputError(f"[borrowing] method {b.method!r} of spec {spec.name!r} needs "
                                  "external control patients (fit --external external.csv)")
     if b.method == "map" and external is not None:
-        raise BayesAblationError("[borrowing] method 'map' takes its evidence from the study "
+        raise InputError("[borrowing] method 'map' takes its evidence from the study "
                                  f"table {b.studies!r}; --external is not used by it")
     patients: PatientTable = prepared.model_data
     ext = None
     if external is not None:
         ext = external if isinstance(external, PatientTable) else read_external(external, spec)
         if ext.arms != (spec.reference_arm,):
-            raise BayesAblationError(f"external patients must all be in the reference arm "
+            raise InputError(f"external patients must all be in the reference arm "
                                      f"{spec.reference_arm!r}, found arms {list(ext.arms)}")
     map_prior = None
     provenance = dict(prepared.provenance)
@@ -74,11 +74,11 @@ def build_map_prior(spec: AnalysisSpec, patients: PatientTable) -> Any:
     path = b.studies_path(spec.source_path)
     if b.target == "log_hr":
         if len(patients.arms) != 2:
-            raise BayesAblationError("a MAP prior for log_hr needs exactly two arms, got "
+            raise InputError("a MAP prior for log_hr needs exactly two arms, got "
                                      f"{list(patients.arms)}")
         studies = read_studies(path)
         if studies.has_ipd:
-            raise BayesAblationError(f"{path}: a MAP study table takes log_hr/se or HR with CI "
+            raise InputError(f"{path}: a MAP study table takes log_hr/se or HR with CI "
                                      "rows (no ipd_file rows)")
         names, y, se, source = list(studies.studies), studies.y, studies.se, studies.source
     else:
