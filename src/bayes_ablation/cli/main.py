@@ -96,6 +96,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         say(f"sampler settings overridden on the command line: {changes}")
     check_destination(args.out, args.force)
     fitter = FITTERS.get(spec.endpoint)
+    if getattr(args, "external", None) and spec.endpoint != "pfs":
+        raise UsageError(f"--external (external control patients) is for endpoint 'pfs' with "
+                         f"a [borrowing] section; spec {spec.name!r} is {spec.endpoint!r}")
     if fitter is None:
         hint = " (pool studies with 'bayes-ablation meta')" if spec.endpoint == "meta" else ""
         raise UsageError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
@@ -122,8 +125,15 @@ def _fit_pfs(spec, args: argparse.Namespace):
         say(f"warning: {warning}")
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
          f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
+    external = None
+    if getattr(args, "external", None):
+        from bayes_ablation.data.borrowing import read_external
+
+        external = read_external(args.external, spec)
+        say(f"validated {external.n_patients} external control patients "
+            f"({int(external.event.sum())} events) from {args.external}")
     return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty(),
-               log_likelihood=_log_likelihood_option(args))
+               log_likelihood=_log_likelihood_option(args), external=external)
 
 
 def _fit_local_recurrence(spec, args: argparse.Namespace):
@@ -244,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lesions", help="lesion table (CSV or Parquet) for the local_recurrence "
                                      "endpoint: patient_id, lesion_id, lr_lower_months, "
                                      "lr_upper_months[, size_cm, margin_mm, modality]")
+    p.add_argument("--external", help="external (historical) control patients, same columns as "
+                                      "--data, for the spec's [borrowing] (pfs)")
     p.add_argument("--out", required=True, help="result bundle folder to create")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--strict", action="store_true",

@@ -202,7 +202,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
                       min_patients_per_arm: int = 1,
                       max_time_months: float = MAX_TIME_MONTHS,
                       event_name: str = "event", require_events: bool = False,
-                      row_numbers: Sequence[int] | None = None) -> PatientTable:
+                      row_numbers: Sequence[int] | None = None,
+                      min_arms: int = 2) -> PatientTable:
     """Check a raw patient table and return it typed, or raise with every problem found.
 
     ``arms``/``sites`` are the levels declared by the plan (or by Parquet categoricals); a declared
@@ -214,7 +215,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     ``require_events`` (readers given a spec) there must be at least one ``event_name``; an arm or site
     without one is a warning of the table. ``row_numbers``: the row each row of ``raw`` has in
     its file when ``raw`` is a selection of it (default 1, 2, …); problems and warnings name
-    those rows.
+    those rows. ``min_arms``: fewest arms (2; 1 for a table of external control patients,
+    :func:`bayes_ablation.data.borrowing.read_external`).
     """
     problems: list[Problem] = []
     shown = (np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None
@@ -299,7 +301,7 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         if 0 < n < min_patients_per_arm and where.size:
             add(int(at[0]), "arm", a, f"at least {min_patients_per_arm} patients per arm (the "
                 f"spec's min_patients_per_arm); {a!r} has {n} (rows {_row_list(where)})")
-    if len(present_arms) < 2:
+    if len(present_arms) < min_arms:
         add(None, "arm", present_arms, "at least two arms to compare")
     if reference_arm is not None and reference_arm not in present_arms:
         add(None, "arm", reference_arm,

@@ -9,5 +9,11 @@ from bayes_ablation.spec.plan import AnalysisSpec
 
 
 def build_model(spec: AnalysisSpec, data: Any, **kwargs: Any) -> Any:
-    """Build the PyMC model the spec names, from validated data."""
+    """Build the PyMC model the spec names, from validated data (model data of a
+    ``[borrowing]`` analysis go to :func:`~bayes_ablation.endpoints.borrowing.model.
+    build_borrowing_model`)."""
+    if getattr(data, "is_borrowing", False):
+        from bayes_ablation.endpoints.borrowing.model import build_borrowing_model
+
+        return build_borrowing_model(spec, data, **kwargs)
     return family(spec.model).build(spec, data, **kwargs)

@@ -255,6 +255,7 @@ PLOTTERS: dict[str, str] = {
     "love_plot": "bayes_ablation.report.confounding:love_plot",
     "estimate_comparison": "bayes_ablation.report.confounding:estimate_comparison",
     "bias_contour": "bayes_ablation.report.confounding:bias_contour",
+    "borrowing_side_by_side": "bayes_ablation.report.borrowing:side_by_side",
 }
 
 

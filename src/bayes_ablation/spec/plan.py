@@ -125,6 +125,9 @@ class AnalysisSpec:
     #: ``[analysis] design``: ``"randomised"`` (default) or ``"cohort"`` (treatment chosen by
     #: clinicians: confounding-adjusted causal estimands and design diagnostics)
     design: str = "randomised"
+    #: ``[borrowing]``: external/historical evidence in the analysis
+    #: (:class:`~bayes_ablation.spec.borrowing.BorrowingSpec`; None: no such section)
+    borrowing: Any = None
 
     @property
     def sha256(self) -> str:
@@ -202,7 +205,7 @@ def parse_prior_tables(tables: dict[str, Any], source: str, section: str = "prio
 # validation
 
 _TOP_LEVEL = {"analysis", "model", "hierarchy", "priors", "estimands", "sampler", "diagnostics",
-              "sensitivity"}
+              "sensitivity", "borrowing"}
 _ANALYSIS_KEYS = {"name", "description", "endpoint", "reference_arm", "covariates", "time_unit",
                   "arms", "min_patients_per_arm", "max_time_months", "design"}
 
@@ -452,6 +455,11 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         adaptation=adaptation,
     )
 
+    from bayes_ablation.spec.borrowing import parse_borrowing
+
+    borrowing = parse_borrowing(raw, errs, endpoint, model, parse_prior=parse_prior,
+                                number_field=number_field)
+
     d = subtable(raw, "diagnostics", errs)
     unknown_keys("diagnostics", d, {"rhat_max", "ess_bulk_min", "ess_tail_min", "max_divergences",
                                 "ebfmi_min"}, errs)
@@ -472,7 +480,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         diagnostics=diagnostics, time_unit=time_unit, source_path=source, raw=raw,
         sensitivity=sensitivity, arms=tuple(arms) if arms else None,
         min_patients_per_arm=int(min_per_arm), max_time_months=float(max_time),
-        design=str(design),
+        design=str(design), borrowing=borrowing,
     )
 
 

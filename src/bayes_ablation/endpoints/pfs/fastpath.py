@@ -31,6 +31,13 @@ def weibull_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> K
 
     if spec.model != "weibull":
         raise KernelUnavailable(f"no cached kernel for model family {spec.model!r}")
+    borrowing = getattr(spec, "borrowing", None)
+    if borrowing is not None and borrowing.method != "none":
+        raise KernelUnavailable(f"the Weibull kernel has no [borrowing] terms (method "
+                                f"{borrowing.method!r})")
+    if model.potentials:
+        raise KernelUnavailable("the Weibull kernel has no extra log-density terms; the model "
+                                f"has {[p.name for p in model.potentials]}")
     point = model.initial_point() if point is None else point
     rows, names, shapes, reparameterized = [], [], [], []
     block_of_rv: dict[str, int] = {}

@@ -80,10 +80,13 @@ def km_check_section(result: AnalysisResult) -> Section | None:
 
 @register_report("pfs")
 def pfs_report(result: AnalysisResult) -> Report:
+    from bayes_ablation.results.sections.borrowing import borrowing_section
+
     km = km_check_section(result)
+    borrowed = borrowing_section(result)
     figures = (survival_figures(result) + posterior_figures(result) + interval_figures(result)
                + hr_figure(result) + trace_figure(result))
     confounding = confounding_section(result)
     return analysis_report(result, estimands_note_html=estimands_note(result),
-                           sections=[confounding] if confounding else [],
-                           figures=figures, checks=[km] if km else [])
+                           figures=figures, checks=[km] if km else [],
+                           sections=[s for s in (confounding, borrowed) if s])
