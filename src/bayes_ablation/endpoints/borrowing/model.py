@@ -57,8 +57,13 @@ class BorrowingData:
     external: PatientTable | None = None
     map_prior: MapPrior | None = None
 
-    #: marks model data that :func:`bayes_ablation.endpoints.build.build_model` hands here
+    #: marks model data of a borrowing analysis
     is_borrowing = True
+
+    @property
+    def model_builder(self) -> Any:
+        """The builder :func:`bayes_ablation.endpoints.build.build_model` hands these data to."""
+        return build_borrowing_model
 
 
 def _mixture(name: str, mix: Any, dims: str | None = None) -> Any:
