@@ -123,7 +123,7 @@ def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mc
         model = build_model(spec, studies)
         timings["build_model"] = time.perf_counter() - t0
         sampled = sample(model, spec.sampler, progress=progress,
-                         cache_key=structure_key(spec, cache_key))
+                         cache_key=structure_key(spec, cache_key), spec=spec)
         idata = sampled.idata
         idata.posterior.attrs["spec_sha256"] = spec.sha256
         timings.update(sampling_timings(sampled))
@@ -179,6 +179,7 @@ def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mc
         "sampler": sampled.sampler if sampled else None,
         "sampler_settings": sampled.settings if sampled else None,
         "sampler_fallback_reason": sampled.fallback_reason if sampled else None,
+        "sampler_details": sampled.details if sampled else None,
         **_hash_seed_status(sampled is not None),
         "versions": package_versions(),
         "timings_seconds": timings,

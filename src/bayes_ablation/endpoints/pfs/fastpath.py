@@ -169,13 +169,14 @@ def weibull_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
 # ----------------------------------------------------------------------- shared plan reading
 
 def free_variable_blocks(model: Any, spec: AnalysisSpec, point: dict, roles: dict[str, int],
-                         prior_of: dict[str, str] | None = None, families: tuple[str, ...] = ()
-                         ) -> tuple[list[list[float]], list[str], list[tuple[int, ...]],
+                         prior_of: dict[str, str] | None = None, families: tuple[str, ...] = (),
+                         standard: tuple[str, ...] = ()) -> tuple[list[list[float]], list[str], list[tuple[int, ...]],
                                     list[str], dict[str, int]]:
     """One kernel block per free variable: (rows, value names, shapes, reparameterized names,
     block of each free variable name). ``roles``: free variable (base) name → role code;
     ``prior_of``: base name → the spec prior it draws from (default: itself); names starting
-    with ``z_`` are standard normal (partial centring is the kernel's). A variable, prior
+    with ``z_`` and those in ``standard`` get a standard normal block (partial centring or a
+    prior depending on other parameters is the kernel's). A variable, prior
     family or transform the kernel does not know raises :class:`KernelUnavailable`."""
     prior_of = prior_of or {}
     rows, names, shapes, reparameterized = [], [], [], []
@@ -188,7 +189,7 @@ def free_variable_blocks(model: Any, spec: AnalysisSpec, point: dict, roles: dic
         if base not in roles:
             raise KernelUnavailable(f"free variable {name!r} is not part of the "
                                     f"{spec.model} kernel")
-        if base.startswith("z_") or base == "z":
+        if base.startswith("z_") or base in standard:
             family, params = "normal", {"mu": 0.0, "sigma": 1.0}
         else:
             prior = spec.priors.get(prior_of.get(base, base))

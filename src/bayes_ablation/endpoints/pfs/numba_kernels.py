@@ -761,3 +761,211 @@ def pwe_cfuncs() -> tuple[object, object]:
         expand = numba.cfunc(EXPAND_SIGNATURE, cache=True)(_pwe_expand_c)
         _CFUNCS["pwe"] = (logp, expand)
     return _CFUNCS["pwe"]
+
+
+# =========================================================================================
+# Random-effects meta-analysis (endpoint meta, :mod:`bayes_ablation.endpoints.meta.model`):
+# ``normal_normal`` (non-centred) and ``weibull_ipd_ad`` — kept in this file because the IPD
+# likelihood is the Weibull PH one above and numba's cache follows the defining file::
+#
+#     θ_i = μ + τ z_i  (or θ_i ~ N(μ, τ²) directly, ``theta_centred``),  θ_new = μ + τ z_new
+#     y_i ~ N(θ_i, s_i²)                                        (aggregate studies)
+#     log λ_p = α_j − k_j log t_ref + θ_study(p) arm_p + u_site(p) [+ v_site(p),arm(p)]
+#     log p  += Σ_p d_p (log k_j + (k_j − 1) log t_p + log λ_p) − exp(k_j log t_p + log λ_p)
+# Buffer: header slots M_*, written by :func:`bayes_ablation.endpoints.meta.fastpath.meta_buffer`.
+# =========================================================================================
+
+M_LEN, M_NBLOCKS, M_NSTUDY, M_NDIM, M_NAGG, M_NPAT, M_NTRIAL, M_NSITES, M_NTREAT = range(9)
+M_LOGTREF, M_OFF_BLOCKS, M_OFF_KIND, M_OFF_SLOT, M_OFF_AGG, M_OFF_Y, M_OFF_SE = range(9, 16)
+M_OFF_PTRIAL, M_OFF_PSTUDY, M_OFF_PARM, M_OFF_PSITE, M_OFF_PLOGT, M_OFF_PEVENT = range(16, 22)
+M_OFF_EXPAND, M_NEXPAND, M_NEXPANDED, M_OFF_W0 = range(22, 26)
+M_HEADER = 26
+# roles of the meta parameter blocks
+(MR_MU, MR_TAU, MR_ZNEW, MR_Z, MR_THETA_C, MR_ALPHA, MR_SHAPE, MR_SIGMA, MR_ZSITE,
+ MR_SIGMA2, MR_ZSITE2) = range(11)
+META_N_ROLES = 11
+# meta expand items (X_CONSTRAINED, X_SQRT as above)
+MX_THETA_NEW, MX_THETA, MX_U_SITE, MX_V_SITE = range(2, 6)
+
+
+@numba.njit(cache=True)
+def meta_evaluate(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray, out: np.ndarray,
+                  expand: bool) -> float:
+    """log density at ``pos`` with its gradient in ``grad``; with ``expand`` the traced values
+    go to ``out`` instead."""
+    ndim = int(buf[M_NDIM])
+    nstudy = int(buf[M_NSTUDY])
+    nsites = int(buf[M_NSITES])
+    ntreat = int(buf[M_NTREAT])
+    ob = int(buf[M_OFF_BLOCKS])
+    value, constrained, dval, dprior, lp, bor = _block_values(
+        pos, buf, ob, int(buf[M_NBLOCKS]), ndim, META_N_ROLES, MR_THETA_C, -1)
+    s_mu = _block_start(buf, ob, bor, MR_MU)
+    s_tau = _block_start(buf, ob, bor, MR_TAU)
+    s_znew = _block_start(buf, ob, bor, MR_ZNEW)
+    s_z = _block_start(buf, ob, bor, MR_Z)
+    s_thc = _block_start(buf, ob, bor, MR_THETA_C)
+    s_alpha = _block_start(buf, ob, bor, MR_ALPHA)
+    s_shape = _block_start(buf, ob, bor, MR_SHAPE)
+    s_zs = _block_start(buf, ob, bor, MR_ZSITE)
+    s_zs2 = _block_start(buf, ob, bor, MR_ZSITE2)
+    s_sig = _block_start(buf, ob, bor, MR_SIGMA)
+    s_sig2 = _block_start(buf, ob, bor, MR_SIGMA2)
+    mu = value[s_mu]
+    tau = value[s_tau]
+    o_kind, o_slot = int(buf[M_OFF_KIND]), int(buf[M_OFF_SLOT])
+    theta = np.empty(nstudy)
+    for i in range(nstudy):
+        slot = int(buf[o_slot + i])
+        if buf[o_kind + i] == 0.0:
+            theta[i] = mu + tau * value[s_z + slot]
+        else:
+            theta[i] = value[s_thc + slot]
+    g_mu = 0.0
+    g_tau = 0.0
+    if s_thc >= 0:  # θ_c ~ N(μ, τ²): the block loop gave it no prior
+        for i in range(nstudy):
+            if buf[o_kind + i] != 0.0:
+                r = (theta[i] - mu) / tau
+                lp += -0.5 * r * r - math.log(tau) - _HALF_LOG_2PI
+                dprior[s_thc + int(buf[o_slot + i])] += -r / tau
+                g_mu += r / tau
+                g_tau += (r * r - 1.0) / tau
+    sigma = value[s_sig] if s_sig >= 0 else 0.0
+    sigma2 = value[s_sig2] if s_sig2 >= 0 else 0.0
+    o_w0 = int(buf[M_OFF_W0])
+    u, du, dus, _, _ = _centred_effects(value, dprior, s_zs, buf, o_w0, nsites, sigma)
+    nslope = nsites * ntreat
+    vv, dv, dvs, _, _ = _centred_effects(value, dprior, s_zs2, buf, o_w0, nslope, sigma2)
+
+    if expand:
+        for j in range(ndim):
+            out[j] = pos[j]
+        oe = int(buf[M_OFF_EXPAND])
+        for it in range(int(buf[M_NEXPAND])):
+            base = oe + it * EXPAND_WIDTH
+            code = int(buf[base])
+            b = int(buf[base + 1])
+            o = int(buf[base + 2])
+            size = int(buf[base + 3])
+            src = int(buf[ob + b * BLOCK_WIDTH + 3]) if b >= 0 else 0
+            for j in range(size):
+                if code == X_CONSTRAINED:
+                    out[o + j] = constrained[src + j]
+                elif code == X_SQRT:
+                    out[o + j] = math.sqrt(constrained[src + j])
+                elif code == MX_THETA_NEW:
+                    out[o + j] = mu + tau * value[s_znew]
+                elif code == MX_THETA:
+                    out[o + j] = theta[j]
+                elif code == MX_U_SITE:
+                    out[o + j] = u[j]
+                elif code == MX_V_SITE:
+                    out[o + j] = vv[j]
+        return lp
+
+    g_theta = np.zeros(nstudy)
+    o_agg, o_y, o_se = int(buf[M_OFF_AGG]), int(buf[M_OFF_Y]), int(buf[M_OFF_SE])
+    for i in range(int(buf[M_NAGG])):
+        k = int(buf[o_agg + i])
+        se = buf[o_se + i]
+        r = (buf[o_y + i] - theta[k]) / se
+        lp += -0.5 * r * r - math.log(se) - _HALF_LOG_2PI
+        g_theta[k] += r / se
+
+    ntrial = int(buf[M_NTRIAL])
+    g_alpha = np.zeros(ntrial)
+    g_k = np.zeros(ntrial)
+    g_u = np.zeros(nsites)
+    g_v = np.zeros(nslope)
+    log_tref = buf[M_LOGTREF]
+    o_tr, o_st, o_arm = int(buf[M_OFF_PTRIAL]), int(buf[M_OFF_PSTUDY]), int(buf[M_OFF_PARM])
+    o_site, o_logt, o_ev = int(buf[M_OFF_PSITE]), int(buf[M_OFF_PLOGT]), int(buf[M_OFF_PEVENT])
+    for p in range(int(buf[M_NPAT])):
+        j = int(buf[o_tr + p])
+        st = int(buf[o_st + p])
+        arm = buf[o_arm + p]
+        site = int(buf[o_site + p])
+        logt = buf[o_logt + p]
+        d = buf[o_ev + p]
+        k = value[s_shape + j]
+        lam = value[s_alpha + j] - k * log_tref + theta[st] * arm + u[site]
+        ia = int(arm)
+        if s_zs2 >= 0 and ia > 0:
+            lam += vv[site * ntreat + ia - 1]
+        e = math.exp(k * logt + lam)
+        lp += d * (math.log(k) + (k - 1.0) * logt + lam) - e
+        r = d - e
+        g_alpha[j] += r
+        g_k[j] += d * (1.0 / k + logt - log_tref) - e * (logt - log_tref)
+        g_theta[st] += r * arm
+        g_u[site] += r
+        if s_zs2 >= 0 and ia > 0:
+            g_v[site * ntreat + ia - 1] += r
+
+    glik = np.zeros(ndim)
+    for i in range(nstudy):
+        slot = int(buf[o_slot + i])
+        if buf[o_kind + i] == 0.0:
+            glik[s_z + slot] += tau * g_theta[i]
+            g_mu += g_theta[i]
+            g_tau += value[s_z + slot] * g_theta[i]
+        else:
+            glik[s_thc + slot] += g_theta[i]
+    glik[s_mu] = g_mu
+    glik[s_tau] = g_tau
+    for j in range(ntrial):
+        glik[s_alpha + j] = g_alpha[j]
+        glik[s_shape + j] = g_k[j]
+    if s_zs >= 0:
+        g_sigma = 0.0
+        for s in range(nsites):
+            glik[s_zs + s] = du[s] * g_u[s]
+            g_sigma += dus[s] * g_u[s]
+        glik[s_sig] = g_sigma
+    if s_zs2 >= 0:
+        g_sigma2 = 0.0
+        for j in range(nslope):
+            glik[s_zs2 + j] = dv[j] * g_v[j]
+            g_sigma2 += dvs[j] * g_v[j]
+        glik[s_sig2] = g_sigma2
+    for j in range(ndim):
+        grad[j] = glik[j] * dval[j] + dprior[j]
+    return lp
+
+
+def _meta_logp_c(dim, x_, out_, logp_, user_data_):  # pragma: no cover - runs compiled
+    header = numba.carray(user_data_, (M_HEADER,), np.float64)
+    if dim != int(header[M_NDIM]):
+        return -1
+    buf = numba.carray(user_data_, (int(header[M_LEN]),), np.float64)
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    logp = numba.carray(logp_, (1,))
+    value = meta_evaluate(x, buf, out, np.zeros(0), False)
+    logp[0] = value
+    for j in range(dim):
+        if not math.isfinite(out[j]):
+            return 3
+    if not math.isfinite(value):
+        return 4
+    return 0
+
+
+def _meta_expand_c(dim, expanded, x_, out_, user_data_):  # pragma: no cover - compiled
+    header = numba.carray(user_data_, (M_HEADER,), np.float64)
+    if dim != int(header[M_NDIM]) or expanded != int(header[M_NEXPANDED]):
+        return -1
+    buf = numba.carray(user_data_, (int(header[M_LEN]),), np.float64)
+    meta_evaluate(numba.carray(x_, (dim,)), buf, np.zeros(dim),
+                  numba.carray(out_, (expanded,)), True)
+    return 0
+
+
+def meta_cfuncs() -> tuple[object, object]:
+    """The meta-analysis (logp, expand) C callbacks (numba's disk cache)."""
+    if "meta" not in _CFUNCS:
+        logp = numba.cfunc(LOGP_SIGNATURE, cache=True)(_meta_logp_c)
+        expand = numba.cfunc(EXPAND_SIGNATURE, cache=True)(_meta_expand_c)
+        _CFUNCS["meta"] = (logp, expand)
+    return _CFUNCS["meta"]
