@@ -20,6 +20,7 @@ from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Pre
 from bayes_ablation.errors import BayesAblationError
 from bayes_ablation.spec.plan import AnalysisSpec
 
+
 def _meta_cfuncs() -> tuple[Any, Any]:
     from bayes_ablation.endpoints.pfs import numba_kernels
 

@@ -170,7 +170,8 @@ def weibull_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
 
 def free_variable_blocks(model: Any, spec: AnalysisSpec, point: dict, roles: dict[str, int],
                          prior_of: dict[str, str] | None = None, families: tuple[str, ...] = (),
-                         standard: tuple[str, ...] = ()) -> tuple[list[list[float]], list[str], list[tuple[int, ...]],
+                         standard: tuple[str, ...] = ()
+                         ) -> tuple[list[list[float]], list[str], list[tuple[int, ...]],
                                     list[str], dict[str, int]]:
     """One kernel block per free variable: (rows, value names, shapes, reparameterized names,
     block of each free variable name). ``roles``: free variable (base) name → role code;
