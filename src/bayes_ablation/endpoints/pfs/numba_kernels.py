@@ -29,6 +29,13 @@ patient, no scatter; 2.5× faster at 20,000 patients). With covariates, the per-
 
 All inputs travel in one float64 buffer (``user_data``) whose layout is given by the ``H_*``
 header slots below and written by :func:`bayes_ablation.endpoints.pfs.fastpath.weibull_buffer`.
+
+Further kernels in this file (they share the prior, transform and partial-centring helpers,
+and numba's cache of a function is invalidated only by changes to its own file):
+:func:`pwe_evaluate`, the piecewise-exponential model on aggregated cells (buffer ``Q_*``,
+plan :func:`bayes_ablation.endpoints.pfs.fastpath.pwe_plan`), and :func:`meta_evaluate`, the
+meta-analysis models ``normal_normal`` and ``weibull_ipd_ad`` (buffer ``M_*``, plan
+:func:`bayes_ablation.endpoints.meta.fastpath.meta_plan`).
 """
 
 from __future__ import annotations
