@@ -84,10 +84,11 @@ def test_marginal_parameterisation_samples_the_hard_case_cleanly():
 
 def test_second_data_set_of_a_structure_reuses_the_checked_kernel(fits):
     first, second = (fits[c].provenance for c in ("high_heterogeneity", "homogeneous"))
+    assert second["timings_seconds"]["compile_cache_hit"]   # nothing compiled in this process
     for prov in (first, second):
         assert prov["sampler_details"]["logp_kernel"] == "numba cached (normal_normal)"
         assert prov["timings_seconds"]["compile_cache_hit"] == \
-            prov["sampler_details"]["kernel_loaded_from_disk_cache"]
+            prov["sampler_details"]["kernel_cache_hit"]
     # the second fit of the structure reuses the first one's check (same recorded error)
     assert second["sampler_details"]["kernel_check_max_rel_error"] == \
         first["sampler_details"]["kernel_check_max_rel_error"]
