@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bayes_ablation.core.console import interactive
-from bayes_ablation.core.provenance import package_versions
+from bayes_ablation.core.provenance import import_modules, package_versions
 from bayes_ablation.data.studies import StudyTable, read_studies
 from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
@@ -117,11 +117,14 @@ def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mc
         from bayes_ablation.inference import convergence as diag
         from bayes_ablation.inference.sampling import sample
 
+        # the heavy libraries, imported up front so that their cost is not booked as compile
+        heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
+        timings["imports"] = import_modules(heavy)
         t0 = time.perf_counter()
         model = build_model(spec, studies)
         timings["build_model"] = time.perf_counter() - t0
         sampled = sample(model, spec.sampler, progress=progress,
-                         cache_key=structure_key(spec, cache_key))
+                         cache_key=structure_key(spec, cache_key), spec=spec)
         idata = sampled.idata
         idata.posterior.attrs["spec_sha256"] = spec.sha256
         timings.update(sampling_timings(sampled))
@@ -177,6 +180,7 @@ def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mc
         "sampler": sampled.sampler if sampled else None,
         "sampler_settings": sampled.settings if sampled else None,
         "sampler_fallback_reason": sampled.fallback_reason if sampled else None,
+        "sampler_details": sampled.details if sampled else None,
         **_hash_seed_status(sampled is not None),
         "versions": package_versions(),
         "timings_seconds": timings,

@@ -35,6 +35,18 @@ def _weibull_kernel() -> KernelParts:
                        cfuncs=_weibull_cfuncs)
 
 
+def _pwe_cfuncs() -> tuple[Any, Any]:
+    from bayes_ablation.endpoints.pfs import numba_kernels
+
+    return numba_kernels.pwe_cfuncs()
+
+
+def _pwe_kernel() -> KernelParts:
+    from bayes_ablation.endpoints.pfs import fastpath
+
+    return KernelParts(plan=fastpath.pwe_plan, buffer=fastpath.pwe_buffer, cfuncs=_pwe_cfuncs)
+
+
 WEIBULL = Family(
     name="weibull", endpoint="pfs", build=model.build_weibull_model,
     log_cumhaz=estimands.weibull_log_cumhaz,
@@ -46,7 +58,7 @@ PIECEWISE_EXPONENTIAL = Family(
     name="piecewise_exponential", endpoint="pfs", build=model.build_pwe_model,
     log_cumhaz=estimands.pwe_log_cumhaz, extra_estimands=estimands.pwe_extra_estimands,
     simulate_event_times=predictive.pwe_event_times,
-    patient_loglik=loglik.pwe_patient_loglik, sbc_adapter=PWE_ADAPTER)
+    patient_loglik=loglik.pwe_patient_loglik, kernel=_pwe_kernel(), sbc_adapter=PWE_ADAPTER)
 
 
 def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: Any = None) -> Prepared:
