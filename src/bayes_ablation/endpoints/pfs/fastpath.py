@@ -31,6 +31,9 @@ def weibull_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> K
 
     if spec.model != "weibull":
         raise KernelUnavailable(f"no cached kernel for model family {spec.model!r}")
+    if getattr(spec, "subgroups", ()):
+        raise KernelUnavailable("the Weibull kernel has no subgroup effects (subgroups "
+                                f"{', '.join(spec.subgroups)}): the PyMC graph is compiled")
     point = model.initial_point() if point is None else point
     rows, names, shapes, reparameterized = [], [], [], []
     block_of_rv: dict[str, int] = {}

@@ -114,10 +114,9 @@ def lr_figures(result: AnalysisResult, population: str = "average_site") -> list
     prob = spec.estimands.interval_prob
     t_max = max(spec.estimands.times_months)
     grid = np.linspace(0.0, t_max, int(t_max) + 1)[1:]
-    x = np.asarray(cdata["x"].values) if "x" in cdata else None
-    x_ref = np.asarray(cdata["x_reference"].values) if "x_reference" in cdata else None
-    offsets = {"reference lesion": elr.reference_offsets(post, x_ref),
-               "observed lesion mix (standardised)": elr.lesion_mix_offsets(post, x)}
+    targets = elr.target_offsets(post, cdata)
+    offsets = {"reference lesion": targets["reference"],
+               "observed lesion mix (standardised)": targets["standardised"]}
     panels = {title: elr.lr_cif(post, spec, grid, off, population)
               for title, off in offsets.items()}
     figures = [FigureSpec("cif_lr", "lr_cif", {
