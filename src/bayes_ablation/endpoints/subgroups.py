@@ -250,8 +250,10 @@ def subgroup_table(estimands: xr.Dataset, counts: pd.DataFrame | None = None,
     return pd.DataFrame(rows)
 
 
-def subgroup_counts(table: Any, event: np.ndarray | None = None) -> pd.DataFrame:
-    """Units (and events, when given) per level of each subgroup of a validated table."""
+def subgroup_counts(table: Any) -> pd.DataFrame:
+    """Units and events (PFS: progression or death; LR: recurrence seen) per level of each
+    subgroup of a validated patient or lesion table."""
+    event = table.observed if hasattr(table, "observed") else getattr(table, "event", None)
     rows = {}
     for g in getattr(table, "subgroups", ()):
         z = table.frame[g].to_numpy(float)

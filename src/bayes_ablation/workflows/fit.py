@@ -186,6 +186,10 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     entries = (ep.summary_entries(spec, prepared, checks, model_details)
                if ep.summary_entries is not None else {})
     entries = {**entries, "warnings": data_warnings(prepared)}
+    if spec.subgroups:  # effect modification: summary.json["subgroups"]
+        from bayes_ablation.endpoints.subgroups import subgroup_counts, summary_entry
+
+        entries.update(summary_entry(estimands, spec, subgroup_counts(prepared.model_data)))
     return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
                   probabilities=probs, diagnostics=report, provenance=provenance,
                   data_summary=prepared.summary, checks=checks, summary_entries=entries,

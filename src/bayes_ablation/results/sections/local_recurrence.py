@@ -20,6 +20,7 @@ from bayes_ablation.results.sections.analysis import (
     posterior_figures,
     trace_figure,
 )
+from bayes_ablation.results.sections.subgroups import subgroups_section
 from bayes_ablation.survival.piecewise import DEFAULT_CUTS_MONTHS
 
 #: the competing-event and frailty quantities traced besides the standard ones
@@ -146,7 +147,8 @@ def lr_report(result: AnalysisResult) -> Report:
             f"the reference arm ({html.escape(str(result.spec.reference_arm))}); the HR is "
             "conditional on patient frailty and site. Lesion targets and populations are "
             "explained under “Local recurrence: model and estimands” below.")
-    sections = [s for s in (model_section(result), checks_section(result)) if s is not None]
+    sections = [s for s in (model_section(result), subgroups_section(result),
+                            checks_section(result)) if s is not None]
     figures = (posterior_figures(result) + hr_figure(result) + trace_figure(result)
                + lr_figures(result))
     return analysis_report(result, estimands_note_html=note, sections=sections,

@@ -16,6 +16,7 @@ from bayes_ablation.results.sections.analysis import (
     posterior_figures,
     trace_figure,
 )
+from bayes_ablation.results.sections.subgroups import subgroups_section
 
 
 def estimands_note(result: AnalysisResult) -> str:
@@ -82,5 +83,7 @@ def pfs_report(result: AnalysisResult) -> Report:
     km = km_check_section(result)
     figures = (survival_figures(result) + posterior_figures(result) + interval_figures(result)
                + hr_figure(result) + trace_figure(result))
+    sub = subgroups_section(result)
     return analysis_report(result, estimands_note_html=estimands_note(result),
-                           figures=figures, checks=[km] if km else [])
+                           figures=figures, checks=[km] if km else [],
+                           sections=[sub] if sub else [])
