@@ -328,3 +328,11 @@ def test_lr_lesion_level_modifier_is_found_and_the_null_one_is_not():
     assert section.figures[0].kind == "subgroup_forest"
     records = result.to_dict()["subgroups"]["by_subgroup"]
     assert records[0]["n_level_1"] + records[0]["n_level_0"] == len(sim.lesions)
+
+
+def test_validation_adapters_refuse_subgroup_specs():
+    from bayes_ablation.endpoints.sbc import ValidationSetupError, get_adapter
+
+    spec = with_subgroups(MODELS / "pfs_weibull_site.toml", ["ras_mutant"])
+    with pytest.raises(ValidationSetupError, match="subgroups"):
+        get_adapter(spec)
