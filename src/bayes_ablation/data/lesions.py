@@ -47,6 +47,7 @@ from bayes_ablation.data.schema import (
     plausibility,
     validate_patients,
 )
+from bayes_ablation.data.subgroups import lesion_subgroups
 from bayes_ablation.errors import DataValidationError, DataWarning, Problem
 
 LR_PATIENT_COLUMNS = ("patient_id", "site", "arm", "followup_months", "died")
@@ -90,6 +91,9 @@ class LesionTable:
     sha256: str
     warnings: tuple[DataWarning, ...] = ()
     extra: dict = field(default_factory=dict)
+    #: pre-specified subgroups: per-lesion 0/1 columns of ``frame`` (lesion, derived or
+    #: patient-level; see :func:`~bayes_ablation.data.subgroups.lesion_subgroups`)
+    subgroups: tuple[str, ...] = ()
 
     @property
     def n_lesions(self) -> int:
@@ -386,12 +390,14 @@ def _check_generic(raw: pd.DataFrame, col: str, rows: np.ndarray, add) -> pd.Ser
 def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
                      patients_source: str, lesions_source: str, reference_arm: str | None,
                      covariates: Sequence[str] = (), patients_sha256: str | None = None,
-                     lesions_sha256: str | None = None, **checks: Any) -> LesionTable:
+                     lesions_sha256: str | None = None,
+                     subgroups: Sequence[str] = (), **checks: Any) -> LesionTable:
     """Validate both tables and every cross-reference; raise once with all problems.
 
     ``checks`` (from a spec: :func:`~bayes_ablation.data.schema.plausibility`): the patient
     table's label and plausibility checks; with ``require_events`` at least one lesion must
-    show local recurrence, and an arm whose lesions show none is a warning.
+    show local recurrence, and an arm whose lesions show none is a warning. ``subgroups``:
+    binary effect-modifier columns (lesion columns, ``margin_lt_5mm``, or patient columns).
     """
     problems: list[Problem] = []
     patients: PatientTable | None = None
@@ -404,6 +410,14 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
     lesion_problems, warnings, frame = validate_lesions(
         lesions_raw, lesions_source, patients_raw, covariates=covariates)
     problems.extend(lesion_problems)
+    subgroup_values: dict[str, np.ndarray] = {}
+    if subgroups and not lesion_problems:
+        derived = {c: (frame[c].to_numpy(float), src) for c, src in DERIVED_COVARIATES.items()
+                   if c in frame.columns}
+        subgroup_values, found = lesion_subgroups(
+            lesions_raw, patients_raw, frame["patient_id"], subgroups,
+            lesions_source=lesions_source, patients_source=patients_source, derived=derived)
+        problems.extend(found)
     if patients is not None and not lesion_problems:
         arm_of = dict(zip(patients.frame["patient_id"], patients.frame["arm"], strict=True))
         lesion_arms = set(frame["patient_id"].map(arm_of))
@@ -431,10 +445,13 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
     assert patients is not None
     position = {p: i for i, p in enumerate(patients.frame["patient_id"])}
     frame.insert(2, "patient_idx", frame["patient_id"].map(position).astype(np.int64))
+    for column, values in subgroup_values.items():
+        frame[column] = values
     digest = lesions_sha256 if lesions_sha256 is not None else \
         frame_sha256(lesions_raw.astype(str))
     return LesionTable(frame=frame, patients=patients, covariates=tuple(covariates),
-                       source=lesions_source, sha256=digest, warnings=tuple(warnings))
+                       source=lesions_source, sha256=digest, warnings=tuple(warnings),
+                       subgroups=tuple(subgroup_values))
 
 
 def read_lr_data(patients_path: str | Path | pd.DataFrame,
@@ -477,16 +494,18 @@ def read_lr_data(patients_path: str | Path | pd.DataFrame,
     return validate_lr_data(tables[0], tables[1], patients_source=sources[0],
                             lesions_source=sources[1], reference_arm=reference_arm,
                             covariates=tuple(covariates or ()),
-                            patients_sha256=digests[0], lesions_sha256=digests[1], **checks)
+                            patients_sha256=digests[0], lesions_sha256=digests[1],
+                            subgroups=tuple(getattr(spec, "subgroups", ())), **checks)
 
 
 def lr_data_from_frames(patients: pd.DataFrame, lesions: pd.DataFrame, *,
                         reference_arm: str | None, covariates: Sequence[str] = (),
-                        source: str = "<DataFrame>") -> LesionTable:
+                        source: str = "<DataFrame>", subgroups: Sequence[str] = ()
+                        ) -> LesionTable:
     """Validate in-memory tables (e.g. from the simulator) exactly like files."""
     return validate_lr_data(patients, lesions, patients_source=f"{source} patients",
                             lesions_source=f"{source} lesions", reference_arm=reference_arm,
-                            covariates=tuple(covariates))
+                            covariates=tuple(covariates), subgroups=tuple(subgroups))
 
 
 def design_row(lesions: LesionTable, values: dict, *, source: str = "<spec>") -> np.ndarray:

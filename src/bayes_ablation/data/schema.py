@@ -23,6 +23,7 @@ from bayes_ablation.data.io import (
     read_raw_table,
     strip_strings,
 )
+from bayes_ablation.data.subgroups import subgroup_frame
 from bayes_ablation.errors import DataValidationError, DataWarning, Problem
 
 PATIENT_COLUMNS = ("patient_id", "site", "arm", "time_months", "event")
@@ -45,6 +46,9 @@ class PatientTable:
     extra: dict = field(default_factory=dict)
     #: findings that do not stop the analysis but must be seen (e.g. an arm without events)
     warnings: tuple[DataWarning, ...] = ()
+    #: pre-specified subgroup columns (0/1 floats in ``frame``; see :mod:`~bayes_ablation.data.
+    #: subgroups`)
+    subgroups: tuple[str, ...] = ()
 
     @property
     def reference_arm(self) -> str:
@@ -203,7 +207,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
                       max_time_months: float = MAX_TIME_MONTHS,
                       event_name: str = "event", require_events: bool = False,
                       row_numbers: Sequence[int] | None = None,
-                      min_arms: int = 2) -> PatientTable:
+                      min_arms: int = 2,
+                      subgroups: Sequence[str] = ()) -> PatientTable:
     """Check a raw patient table and return it typed, or raise with every problem found.
 
     ``arms``/``sites`` are the levels declared by the plan (or by Parquet categoricals); a declared
@@ -228,7 +233,7 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         problems.append(Problem(source, None if row is None else int(shown[row - 1]), column,
                                 value, expected))
 
-    required = (*PATIENT_COLUMNS, *covariates, *extra_columns)
+    required = (*PATIENT_COLUMNS, *covariates, *extra_columns, *subgroups)
     present = ", ".join(map(str, raw.columns))
     for col in (c for c in required if c not in raw.columns):
         add(None, col, None, f"a column named '{col}' (columns present: {present})")
@@ -328,6 +333,9 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         if non_blank.any() and len(pd.unique(values)) < 2:
             add(None, cov, values[0], "a covariate that varies (a constant is not estimable)")
 
+    subgroup_values, subgroup_problems = subgroup_frame(raw, subgroups, source, what="patient")
+    problems.extend(subgroup_problems)
+
     if require_events and not problems and not (event == 1.0).any():
         add(None, "event", 0, f"at least one {event_name} (none of {len(raw)} patients has "
             "event = 1: there is nothing to estimate)")
@@ -357,10 +365,12 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     for col in extra_columns:
         if col not in frame.columns:
             frame[col] = raw[col].to_numpy()
+    for col, values in subgroup_values.items():
+        frame[col] = values
     digest = sha256 if sha256 is not None else frame_sha256(raw.astype(str))
     return PatientTable(frame=frame, arms=tuple(order_arms), sites=tuple(order_sites),
                         covariates=tuple(covariates), source=source, sha256=digest,
-                        warnings=warnings)
+                        warnings=warnings, subgroups=tuple(subgroup_values))
 
 
 def _labels_without_events(values: pd.Series, event: np.ndarray) -> list[str]:
@@ -418,6 +428,7 @@ def plausibility(spec: object | None) -> dict[str, Any]:
     if spec is None:
         return {}
     return {"arms": getattr(spec, "arms", None),
+            "subgroups": tuple(getattr(spec, "subgroups", ())),
             "min_patients_per_arm": getattr(spec, "min_patients_per_arm", MIN_PATIENTS_PER_ARM),
             "max_time_months": getattr(spec, "max_time_months", MAX_TIME_MONTHS),
             "require_events": True}

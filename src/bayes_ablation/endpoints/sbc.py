@@ -169,6 +169,9 @@ def get_adapter(spec: AnalysisSpec) -> FamilyAdapter:
             f"no validation adapter for model family {spec.model!r} (available: "
             f"{', '.join(available)}); see FamilyAdapter in bayes_ablation/endpoints/sbc.py")
     problems = adapter.check(spec)
+    if getattr(spec, "subgroups", ()):
+        problems.append("subgroups (effect modifiers) are not simulated by the validation "
+                        "adapters; validate the spec without [analysis] subgroups")
     if problems:
         raise ValidationSetupError(f"{spec.source_path}: cannot validate this spec:\n"
                                    + "\n".join(f"  - {p}" for p in problems))

@@ -242,6 +242,7 @@ PLOTTERS: dict[str, str] = {
     "lr_cif": "bayes_ablation.report.lr:cif_figure",
     "lr_counts": "bayes_ablation.report.lr:counts_figure",
     "lr_incidence_check": "bayes_ablation.report.lr:incidence_check_figure",
+    "subgroup_forest": "bayes_ablation.report.subgroups:subgroup_forest",
     "meta_forest": "bayes_ablation.report.meta:forest_plot",
     "meta_sensitivity": "bayes_ablation.report.meta:sensitivity_plot",
     "meta_tau": "bayes_ablation.report.meta:tau_plot",

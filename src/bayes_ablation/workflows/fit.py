@@ -193,6 +193,10 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     entries = (ep.summary_entries(spec, prepared, checks, model_details)
                if ep.summary_entries is not None else {})
     entries = {**entries, "warnings": data_warnings(prepared)}
+    if spec.subgroups:  # effect modification: summary.json["subgroups"]
+        from bayes_ablation.endpoints.subgroups import subgroup_counts, summary_entry
+
+        entries.update(summary_entry(estimands, spec, subgroup_counts(prepared.model_data)))
     extra: dict[str, Any] = {}
     if spec.borrowing is not None:
         from bayes_ablation.workflows.borrowing import borrowing_outputs

@@ -38,6 +38,9 @@ def weibull_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> K
     if model.potentials:
         raise KernelUnavailable("the Weibull kernel has no extra log-density terms; the model "
                                 f"has {[p.name for p in model.potentials]}")
+    if getattr(spec, "subgroups", ()):
+        raise KernelUnavailable("the Weibull kernel has no subgroup effects (subgroups "
+                                f"{', '.join(spec.subgroups)}): the PyMC graph is compiled")
     point = model.initial_point() if point is None else point
     rows, names, shapes, reparameterized = [], [], [], []
     block_of_rv: dict[str, int] = {}

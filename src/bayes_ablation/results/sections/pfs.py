@@ -17,6 +17,7 @@ from bayes_ablation.results.sections.analysis import (
     trace_figure,
 )
 from bayes_ablation.results.sections.confounding import confounding_section
+from bayes_ablation.results.sections.subgroups import subgroups_section
 
 
 def estimands_note(result: AnalysisResult) -> str:
@@ -87,6 +88,7 @@ def pfs_report(result: AnalysisResult) -> Report:
     figures = (survival_figures(result) + posterior_figures(result) + interval_figures(result)
                + hr_figure(result) + trace_figure(result))
     confounding = confounding_section(result)
+    sub = subgroups_section(result)
     return analysis_report(result, estimands_note_html=estimands_note(result),
                            figures=figures, checks=[km] if km else [],
-                           sections=[s for s in (confounding, borrowed) if s])
+                           sections=[s for s in (sub, confounding, borrowed) if s])
