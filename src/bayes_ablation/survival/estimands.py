@@ -106,6 +106,55 @@ def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
                         name="survival")
 
 
+def bayesian_bootstrap_weights(n_draws: int, members: np.ndarray, seed: int) -> np.ndarray:
+    """Dirichlet(1, …, 1) weights over the units where ``members`` is True, one vector per
+    posterior draw (draws, units; 0 for non-members), from normalised Exp(1) variates.
+
+    Rubin's Bayesian bootstrap: the posterior of the covariate distribution under a
+    non-informative Dirichlet-process limit, so g-computed estimands carry the uncertainty of
+    the sample's covariate mix as well as that of the outcome model."""
+    members = np.asarray(members, bool)
+    rng = np.random.default_rng(seed)
+    g = np.zeros((n_draws, members.size))
+    g[:, members] = rng.standard_exponential((n_draws, int(members.sum())))
+    return g / g.sum(axis=1, keepdims=True)
+
+
+def g_computation_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
+                           pattern: np.ndarray, unit_weights: np.ndarray) -> xr.DataArray:
+    """S̄_a(t) = Σ_i w_di S(t | a, x_i, u_s(i)) per draw d: every arm's survival averaged over
+    the analysed units with the draw's weights (g-computation of the counterfactual curves).
+
+    ``log_cumhaz`` (chain, draw, arm, time) at x = 0, u = 0; ``offsets`` (chain, draw, arm,
+    pattern): log-hazard shift of each distinct unit pattern (covariates and site) under each
+    arm; ``pattern`` (unit,) the pattern of each unit; ``unit_weights`` (chain·draw, unit).
+    """
+    from bayes_ablation.survival.kernels import standardised_survival
+
+    lh_da = log_cumhaz.transpose("chain", "draw", "arm", "time")
+    lh = np.ascontiguousarray(lh_da.values, dtype=float)
+    n_chain, n_draw, n_arm, n_time = lh.shape
+    n_pat = offsets.sizes["pattern"]
+    order = np.argsort(pattern, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(pattern[order]) != 0])
+    weights = np.zeros((n_chain * n_draw, n_pat))
+    weights[:, pattern[order][starts]] = np.add.reduceat(unit_weights[:, order], starts, axis=1)
+    off = offsets.transpose("chain", "draw", "arm", "pattern").values.reshape(
+        n_chain * n_draw, n_arm, n_pat)
+    flat = lh.reshape(n_chain * n_draw, n_arm, n_time)
+    zero_sd = np.zeros((n_chain * n_draw, 1))
+    same = bool(np.all(off == off[:, :1]))
+    if same:  # no site × arm slopes: one mixture for every arm
+        out = standardised_survival(flat, np.ascontiguousarray(off[:, 0]), weights,
+                                    np.zeros((n_chain * n_draw, n_arm)))
+    else:
+        out = np.concatenate([standardised_survival(
+            np.ascontiguousarray(flat[:, a: a + 1]), np.ascontiguousarray(off[:, a]), weights,
+            zero_sd) for a in range(n_arm)], axis=1)
+    return xr.DataArray(out.reshape(lh.shape), dims=lh_da.dims, coords=lh_da.coords,
+                        name="survival")
+
+
 def rmst_nodes(tau: float, n: int = RMST_NODES) -> tuple[np.ndarray, np.ndarray]:
     """Times and weights with ∫₀^τ S(t) dt ≈ Σ w_i S(t_i): Gauss–Legendre in v, t = τ v²."""
     v, w = np.polynomial.legendre.leggauss(n)
@@ -217,9 +266,11 @@ def summarise(estimands: xr.Dataset, interval_prob: float = 0.95) -> pd.DataFram
                    "p_finite": float(finite.size / v.size)}
             rows.append(row)
     frame = pd.DataFrame(rows)
+    names = {name: str(da.attrs.get("label_name", name))
+             for name, da in estimands.data_vars.items()}
     key_cols = [c for c in ("estimand", "treatment", "arm", "lesion_target", "population",
                             "site_target", "time", "interval", "study") if c in frame.columns]
-    frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols), axis=1))
+    frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols, names), axis=1))
     return frame
 
 
@@ -227,7 +278,10 @@ def _plain(x: Any) -> Any:
     return x.item() if hasattr(x, "item") else x
 
 
-def _label(row: pd.Series, cols: list[str]) -> str:
+def _label(row: pd.Series, cols: list[str], names: dict[Any, str] | None = None) -> str:
+    """``name[keys]``; ``name`` is the variable's ``label_name`` attribute when it has one
+    (e.g. "ATE survival_difference", "conditional hr")."""
+    name = (names or {}).get(row["estimand"], str(row["estimand"]))
     parts = []
     for c in cols[1:]:
         v = row.get(c)
@@ -235,4 +289,4 @@ def _label(row: pd.Series, cols: list[str]) -> str:
             continue
         parts.append(f"t={v:g}" if c == "time" else f"t in {v}" if c == "interval"
                      else f"{v} site" if c == "site_target" else f"{v}")
-    return f"{row['estimand']}[{', '.join(parts)}]" if parts else str(row["estimand"])
+    return f"{name}[{', '.join(parts)}]" if parts else name

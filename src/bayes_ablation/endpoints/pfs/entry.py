@@ -85,11 +85,18 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
             "patients_checked", "patients_total", "patients_sampled")}
     if model_details:
         out["model_details"] = model_details
+    if spec.design == "cohort":
+        out["estimand_notes"] = dict(estimands.CAUSAL_NOTES)
     return out
 
 
 def headline(table: pd.DataFrame) -> list[str]:
-    return table[table["estimand"].isin(["hr", "rmst_difference"])]["label"].tolist()
+    """The HR and the RMST difference; in a cohort, the causal (ATE, ATT) RMST differences
+    next to the conditional HR."""
+    causal = ["ate_rmst_difference", "att_rmst_difference"]
+    wanted = ["hr", *causal] if table["estimand"].isin(causal).any() else ["hr",
+                                                                           "rmst_difference"]
+    return table[table["estimand"].isin(wanted)]["label"].tolist()
 
 
 ENDPOINT = Endpoint(name="pfs", prepare=prepare, estimands=estimands.compute_estimands,

@@ -176,6 +176,22 @@ ESTIMAND_INFO: dict[str, tuple[str, str]] = {
     "cif_lr_difference": ("Difference in LR cumulative incidence (treatment − reference)",
                           "probability"),
     "death_free_survival": ("Death-free survival", "probability"),
+    # design = "cohort": causal estimands by g-computation (Bayesian bootstrap)
+    "ate_survival": ("ATE: PFS probability S(t) if every analysed patient had this arm",
+                     "probability"),
+    "ate_survival_difference": ("ATE: difference in PFS probability (treatment − reference), "
+                                "all analysed patients", "probability"),
+    "ate_rmst": ("ATE: restricted mean PFS time if every analysed patient had this arm",
+                 "months"),
+    "ate_rmst_difference": ("ATE: difference in restricted mean PFS time, all analysed "
+                            "patients", "months"),
+    "ate_median": ("ATE: median PFS if every analysed patient had this arm", "months"),
+    "ate_median_difference": ("ATE: difference in median PFS, all analysed patients", "months"),
+    "att_survival_difference": ("ATT: difference in PFS probability among the treated",
+                                "probability"),
+    "att_rmst_difference": ("ATT: difference in restricted mean PFS time among the treated",
+                            "months"),
+    "att_median_difference": ("ATT: difference in median PFS among the treated", "months"),
 }
 _POPULATION_WORDS = {"average": "average site", "new": "new site",
                      "typical_patient": "typical patient (frailty 0, average site)",
