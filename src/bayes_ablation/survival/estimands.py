@@ -120,14 +120,51 @@ def bayesian_bootstrap_weights(n_draws: int, members: np.ndarray, seed: int) -> 
     return g / g.sum(axis=1, keepdims=True)
 
 
+def unit_offsets(post: xr.Dataset, x: np.ndarray | None, site: np.ndarray,
+                 arms: Sequence[str]) -> tuple[xr.DataArray, np.ndarray]:
+    """x_i γ + u_s(i) (+ v_s(i),a with site × arm slopes) per draw, arm and distinct
+    (covariates, site) pattern of the units i (dims chain, draw, arm, pattern), and each unit's
+    pattern. Reads ``beta_covariates``, ``u_site``, ``v_site_arm`` where the posterior has them."""
+    site = np.asarray(site, np.int64)
+    x = np.zeros((site.size, 0)) if x is None else np.asarray(x, float).reshape(site.size, -1)
+    keys, pattern = np.unique(np.column_stack([x, site]), axis=0, return_inverse=True)
+    pattern = np.asarray(pattern).reshape(-1)
+    xp, sp = keys[:, :-1], keys[:, -1].astype(np.int64)
+    base = xr.zeros_like(post["log_hr"].isel(treatment=0, drop=True))
+    off = base.expand_dims(pattern=len(keys)).copy()
+    if xp.shape[1] and "beta_covariates" in post:
+        beta = post["beta_covariates"]
+        beta = beta.assign_coords(covariate=np.arange(beta.sizes["covariate"])).drop_vars(
+            "covariate")
+        off = off + xr.dot(xr.DataArray(xp, dims=("pattern", "covariate")), beta,
+                           dim="covariate")
+    at_site = xr.DataArray(sp, dims="pattern")
+    if "u_site" in post:
+        off = off + post["u_site"].drop_vars("site", errors="ignore").isel(site=at_site)
+    by_arm = [off]
+    for b in range(1, len(arms)):
+        if "v_site_arm" in post:
+            v = post["v_site_arm"].isel(treatment=b - 1, drop=True).drop_vars(
+                "site", errors="ignore")
+            by_arm.append(off + v.isel(site=at_site))
+        else:
+            by_arm.append(off)
+    out = xr.concat(by_arm, dim="arm").assign_coords(arm=list(arms))
+    return out.transpose("chain", "draw", "arm", "pattern"), pattern
+
+
 def g_computation_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
-                           pattern: np.ndarray, unit_weights: np.ndarray) -> xr.DataArray:
-    """S̄_a(t) = Σ_i w_di S(t | a, x_i, u_s(i)) per draw d: every arm's survival averaged over
-    the analysed units with the draw's weights (g-computation of the counterfactual curves).
+                           pattern: np.ndarray, unit_weights: np.ndarray,
+                           sd: xr.DataArray | None = None) -> xr.DataArray:
+    """S̄_a(t) = Σ_i w_di E_z[S(t | a, x_i, u_s(i), sd_a z)] per draw d: every arm's survival
+    averaged over the analysed units with the draw's weights (g-computation of the
+    counterfactual curves), z ~ N(0, 1) a remaining random effect (e.g. the patient frailty;
+    none when ``sd`` is None).
 
     ``log_cumhaz`` (chain, draw, arm, time) at x = 0, u = 0; ``offsets`` (chain, draw, arm,
     pattern): log-hazard shift of each distinct unit pattern (covariates and site) under each
-    arm; ``pattern`` (unit,) the pattern of each unit; ``unit_weights`` (chain·draw, unit).
+    arm; ``pattern`` (unit,) the pattern of each unit; ``unit_weights`` (chain·draw, unit);
+    ``sd`` (chain, draw, arm).
     """
     from bayes_ablation.survival.kernels import standardised_survival
 
@@ -142,15 +179,15 @@ def g_computation_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
     off = offsets.transpose("chain", "draw", "arm", "pattern").values.reshape(
         n_chain * n_draw, n_arm, n_pat)
     flat = lh.reshape(n_chain * n_draw, n_arm, n_time)
-    zero_sd = np.zeros((n_chain * n_draw, 1))
+    sdv = (np.zeros((n_chain * n_draw, n_arm)) if sd is None else np.ascontiguousarray(
+        sd.transpose("chain", "draw", "arm").values.reshape(n_chain * n_draw, n_arm), float))
     same = bool(np.all(off == off[:, :1]))
     if same:  # no site × arm slopes: one mixture for every arm
-        out = standardised_survival(flat, np.ascontiguousarray(off[:, 0]), weights,
-                                    np.zeros((n_chain * n_draw, n_arm)))
+        out = standardised_survival(flat, np.ascontiguousarray(off[:, 0]), weights, sdv)
     else:
         out = np.concatenate([standardised_survival(
             np.ascontiguousarray(flat[:, a: a + 1]), np.ascontiguousarray(off[:, a]), weights,
-            zero_sd) for a in range(n_arm)], axis=1)
+            np.ascontiguousarray(sdv[:, a: a + 1])) for a in range(n_arm)], axis=1)
     return xr.DataArray(out.reshape(lh.shape), dims=lh_da.dims, coords=lh_da.coords,
                         name="survival")
 

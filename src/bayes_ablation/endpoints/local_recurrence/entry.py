@@ -84,13 +84,23 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
                            "new_site: frailty and site integrated",
         },
     }
+    if spec.design == "cohort":
+        out["estimand_notes"].update({
+            "ATE": "CIF of LR per lesion, every analysed lesion under each arm (frailty "
+                   "integrated, own site), cluster Bayesian bootstrap over patients",
+            "ATT": "the same over the lesions of the patients who received the treatment",
+            "hr": "LR hazard ratio conditional on covariates, patient frailty and site"})
     if model_details:
         out["model_details"] = model_details
     return out
 
 
 def headline(table: pd.DataFrame) -> list[str]:
-    """The LR HR and the standardised, population-averaged CIF difference."""
+    """The LR HR and the standardised, population-averaged CIF difference; in a cohort the
+    ATE / ATT CIF differences instead of the latter."""
+    causal = ["ate_cif_lr_difference", "att_cif_lr_difference"]
+    if table["estimand"].isin(causal).any():
+        return table[table["estimand"].isin(["hr", *causal])]["label"].tolist()
     return table[(table["estimand"] == "hr") | (
         (table["estimand"] == "cif_lr_difference")
         & (table.get("lesion_target") == "standardised")

@@ -177,39 +177,6 @@ CAUSAL_NOTES = {
 }
 
 
-def patient_offsets(idata: Any, post: xr.Dataset, arms: list[str]
-                    ) -> tuple[xr.DataArray, np.ndarray]:
-    """x_i γ + u_s(i) (+ v_s(i),a) per draw, arm and distinct (covariates, site) pattern
-    (dims chain, draw, arm, pattern), and each patient's pattern."""
-    cdata = idata.constant_data
-    site = np.asarray(cdata["site_idx"].values, np.int64)
-    x = np.asarray(cdata["x"].values, float) if "x" in cdata else np.zeros((site.size, 0))
-    keys, pattern = np.unique(np.column_stack([x, site]), axis=0, return_inverse=True)
-    pattern = np.asarray(pattern).reshape(-1)
-    xp, sp = keys[:, :-1], keys[:, -1].astype(np.int64)
-    base = xr.zeros_like(post["log_hr"].isel(treatment=0, drop=True))
-    off = base.expand_dims(pattern=len(keys)).copy()
-    if xp.shape[1] and "beta_covariates" in post:
-        beta = post["beta_covariates"]
-        beta = beta.assign_coords(covariate=np.arange(beta.sizes["covariate"])).drop_vars(
-            "covariate")
-        off = off + xr.dot(xr.DataArray(xp, dims=("pattern", "covariate")), beta,
-                           dim="covariate")
-    if "u_site" in post:
-        u = post["u_site"].drop_vars("site", errors="ignore")
-        off = off + u.isel(site=xr.DataArray(sp, dims="pattern"))
-    by_arm = [off]
-    for b in range(1, len(arms)):
-        if "v_site_arm" in post:
-            v = post["v_site_arm"].isel(treatment=b - 1, drop=True).drop_vars(
-                "site", errors="ignore")
-            by_arm.append(off + v.isel(site=xr.DataArray(sp, dims="pattern")))
-        else:
-            by_arm.append(off)
-    out = xr.concat(by_arm, dim="arm").assign_coords(arm=list(arms))
-    return out.transpose("chain", "draw", "arm", "pattern"), pattern
-
-
 def cohort_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
                      sizes: tuple[int, int], rmst_weights: np.ndarray
                      ) -> dict[str, xr.DataArray]:
@@ -219,6 +186,7 @@ def cohort_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
     from bayes_ablation.survival.estimands import (
         bayesian_bootstrap_weights,
         g_computation_survival,
+        unit_offsets,
     )
 
     post = posterior_of(idata)
@@ -228,8 +196,11 @@ def cohort_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
     rmst_times = all_times[n_report:n_report + n_rmst]
     grid_median = all_times[n_report + n_rmst:]
     log_cumhaz = family_part(spec.model, "log_cumhaz")(post, all_times, spec).drop_vars("time")
-    offsets, pattern = patient_offsets(idata, post, arms)
-    arm_idx = np.asarray(idata.constant_data["arm_idx"].values, np.int64)
+    cdata = idata.constant_data
+    site = np.asarray(cdata["site_idx"].values, np.int64)
+    x = np.asarray(cdata["x"].values, float) if "x" in cdata else None
+    offsets, pattern = unit_offsets(post, x, site, arms)
+    arm_idx = np.asarray(cdata["arm_idx"].values, np.int64)
     n_draws = post.sizes["chain"] * post.sizes["draw"]
     seed = int(spec.sampler.seed)
 

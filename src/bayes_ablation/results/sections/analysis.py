@@ -192,6 +192,12 @@ ESTIMAND_INFO: dict[str, tuple[str, str]] = {
     "att_rmst_difference": ("ATT: difference in restricted mean PFS time among the treated",
                             "months"),
     "att_median_difference": ("ATT: difference in median PFS among the treated", "months"),
+    "ate_cif_lr": ("ATE: LR cumulative incidence per lesion (death competing) if every analysed "
+                   "lesion had this arm", "probability"),
+    "ate_cif_lr_difference": ("ATE: difference in LR cumulative incidence per lesion, all "
+                              "analysed lesions", "probability"),
+    "att_cif_lr_difference": ("ATT: difference in LR cumulative incidence per lesion, lesions "
+                              "of the treated", "probability"),
 }
 _POPULATION_WORDS = {"average": "average site", "new": "new site",
                      "typical_patient": "typical patient (frailty 0, average site)",
