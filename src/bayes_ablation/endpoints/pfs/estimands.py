@@ -116,24 +116,17 @@ def survival_at(idata: Any, spec: AnalysisSpec, times: np.ndarray,
     return survival_curves(log_cumhaz, covariate_offsets(post, x), site_sd)
 
 
-def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
-    """Every estimand the spec asks for, as posterior draws (dims chain, draw, …)."""
-    post = posterior_of(idata)
-    arms = arms_of(post)
-    est = spec.estimands
-    max_time = float(np.max(idata.constant_data["time_months"].values)) if "constant_data" in \
-        idata.children and "time_months" in idata.constant_data else est.rmst_tau_months
-    report_times = np.asarray(est.times_months, float)
-    rmst_times, rmst_weights = rmst_nodes(est.rmst_tau_months)
-    grid_median = np.geomspace(0.05, max(10 * max_time, 2 * est.rmst_tau_months, 120.0),
-                               MEDIAN_GRID_POINTS)
-    n_report, n_rmst = report_times.size, rmst_times.size
-    all_times = np.concatenate([report_times, rmst_times, grid_median])
-
-    out: dict[str, xr.DataArray] = {
-        "log_hr": post["log_hr"],
-        "hr": np.exp(post["log_hr"]),
-    }
+def site_target_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
+                          sizes: tuple[int, int], rmst_weights: np.ndarray
+                          ) -> dict[str, xr.DataArray]:
+    """S(t), RMST and median per arm standardised over the covariate mix, and their
+    differences, for an average and a new site (the randomised design's estimands)."""
+    arms = arms_of(posterior_of(idata))
+    n_report, n_rmst = sizes
+    report_times = all_times[:n_report]
+    rmst_times = all_times[n_report:n_report + n_rmst]
+    grid_median = all_times[n_report + n_rmst:]
+    out: dict[str, xr.DataArray] = {}
     per_site: dict[str, dict[str, xr.DataArray]] = {"survival": {}, "rmst": {}, "median": {}}
     for target in SITE_TARGETS:
         # one evaluation per target on all times (the curves are the expensive part)
@@ -151,14 +144,39 @@ def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
         out[name] = stacked.assign_coords(site_target=list(SITE_TARGETS))
     out["survival_difference"] = contrast(out["survival"], arms)
     out["rmst_difference"] = contrast(out["rmst"], arms)
-    extra = family(spec.model).extra_estimands
-    if extra is not None:
-        out.update(extra(post, spec))
+    return out
+
+
+def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
+    """Every estimand the spec asks for, as posterior draws (dims chain, draw, …)."""
+    post = posterior_of(idata)
+    est = spec.estimands
+    max_time = float(np.max(idata.constant_data["time_months"].values)) if "constant_data" in \
+        idata.children and "time_months" in idata.constant_data else est.rmst_tau_months
+    report_times = np.asarray(est.times_months, float)
+    rmst_times, rmst_weights = rmst_nodes(est.rmst_tau_months)
+    grid_median = np.geomspace(0.05, max(10 * max_time, 2 * est.rmst_tau_months, 120.0),
+                               MEDIAN_GRID_POINTS)
+    n_report, n_rmst = report_times.size, rmst_times.size
+    all_times = np.concatenate([report_times, rmst_times, grid_median])
+
+    out: dict[str, xr.DataArray] = {
+        "log_hr": post["log_hr"],
+        "hr": np.exp(post["log_hr"]),
+    }
     if spec.design == "cohort":
+        # the causal estimands replace the site-target standardisations (in a cohort those
+        # would be g-computations at u = 0 without the covariate distribution's uncertainty)
         out.update(cohort_estimands(idata, spec, all_times, (n_report, n_rmst), rmst_weights))
         for name in ("log_hr", "hr"):
             out[name] = out[name].copy()
             out[name].attrs["label_name"] = f"conditional {name}"
+    else:
+        out.update(site_target_estimands(idata, spec, all_times, (n_report, n_rmst),
+                                         rmst_weights))
+    extra = family(spec.model).extra_estimands
+    if extra is not None:
+        out.update(extra(post, spec))
     ds = xr.Dataset(out)
     ds["time"].attrs["units"] = "months"
     ds.attrs["rmst_tau_months"] = est.rmst_tau_months

@@ -54,6 +54,12 @@ _HEADLINE_DIFF = {
     "cif_lr_difference": ({"lesion_target": "standardised", "population": "average_site"},
                           "cumulative incidence of local recurrence", "the analysed lesions "
                           "(standardised), frailty averaged, at an average site", 100, "points"),
+    # design = "cohort": the causal contrasts (a cohort's table has these instead of, or
+    # beside, the ones above; the first found per treatment is reported)
+    "ate_survival_difference": ({}, "PFS", "all analysed patients (ATE by g-computation)", 100,
+                                "points"),
+    "ate_cif_lr_difference": ({}, "cumulative incidence of local recurrence", "all analysed "
+                              "lesions (ATE by g-computation), frailty averaged", 100, "points"),
 }
 
 
@@ -73,10 +79,15 @@ def headline_sentences(result: AnalysisResult) -> list[str]:
         trt = hr.get("treatment")
         p_lt_1 = result.probabilities.get(f"P(HR<1) [{trt}]")
         hr_word = "local-recurrence HR" if spec.endpoint == "local_recurrence" else "HR"
+        if spec.design == "cohort":
+            hr_word = f"conditional {hr_word} (given covariates and site)"
         text = (f"{str(trt).capitalize()} vs {spec.reference_arm}: {hr_word} {hr['median']:.2f} "
                 f"({level} CrI {hr[lo]:.2f}–{hr[hi]:.2f})"
                 + (f", P(HR<1) {_probability(p_lt_1)}" if p_lt_1 is not None else ""))
-        for name, (where, what, population, scale, unit) in _HEADLINE_DIFF.items():
+        diffs = dict(_HEADLINE_DIFF)
+        if spec.design == "cohort":  # the causal contrast only
+            diffs = {k: v for k, v in diffs.items() if k.startswith("ate_")}
+        for name, (where, what, population, scale, unit) in diffs.items():
             rows = table[(table["estimand"] == name) & (table["treatment"] == trt)]
             if "time" in rows.columns and t_mid is not None:
                 rows = rows[rows["time"] == t_mid]
