@@ -164,9 +164,10 @@ def g_computation_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
     ``log_cumhaz`` (chain, draw, arm, time) at x = 0, u = 0; ``offsets`` (chain, draw, arm,
     pattern): log-hazard shift of each distinct unit pattern (covariates and site) under each
     arm; ``pattern`` (unit,) the pattern of each unit; ``unit_weights`` (chain·draw, unit);
-    ``sd`` (chain, draw, arm).
+    ``sd`` (chain, draw, arm). With many patterns the mixture is tabulated on the lattice of
+    step :data:`~bayes_ablation.survival.kernels.CAUSAL_BIN_STEP` (|ΔS| ≤ 3.1e-5).
     """
-    from bayes_ablation.survival.kernels import standardised_survival
+    from bayes_ablation.survival.kernels import CAUSAL_BIN_STEP, standardised_survival
 
     lh_da = log_cumhaz.transpose("chain", "draw", "arm", "time")
     lh = np.ascontiguousarray(lh_da.values, dtype=float)
@@ -183,11 +184,13 @@ def g_computation_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
         sd.transpose("chain", "draw", "arm").values.reshape(n_chain * n_draw, n_arm), float))
     same = bool(np.all(off == off[:, :1]))
     if same:  # no site × arm slopes: one mixture for every arm
-        out = standardised_survival(flat, np.ascontiguousarray(off[:, 0]), weights, sdv)
+        out = standardised_survival(flat, np.ascontiguousarray(off[:, 0]), weights, sdv,
+                                    step=CAUSAL_BIN_STEP)
     else:
         out = np.concatenate([standardised_survival(
             np.ascontiguousarray(flat[:, a: a + 1]), np.ascontiguousarray(off[:, a]), weights,
-            np.ascontiguousarray(sdv[:, a: a + 1])) for a in range(n_arm)], axis=1)
+            np.ascontiguousarray(sdv[:, a: a + 1]), step=CAUSAL_BIN_STEP)
+            for a in range(n_arm)], axis=1)
     return xr.DataArray(out.reshape(lh.shape), dims=lh_da.dims, coords=lh_da.coords,
                         name="survival")
 
