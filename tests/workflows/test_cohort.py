@@ -99,6 +99,12 @@ def test_categorical_patient_covariates_are_dummy_coded_against_the_first_sorted
     assert names == ["n_lesions", "node_status[positive]", "presentation[synchronous]"]
     assert np.array_equal(x[:, 1], (sim.frame["node_status"] == "positive").to_numpy(float))
     assert set(centres) == {"n_lesions"} and abs(x[:, 0].mean()) < 1e-12
+    from bayes_ablation.data.schema import covariate_coding
+
+    coding = covariate_coding(table.frame, table.covariates)
+    assert coding["node_status"] == {"kind": "categorical", "reference_level": "negative",
+                                     "columns": ["node_status[positive]"]}
+    assert coding["n_lesions"]["centred_at"] == pytest.approx(sim.frame["n_lesions"].mean())
 
 
 def test_missing_patient_covariates_are_an_error_naming_every_cell(tmp_path):

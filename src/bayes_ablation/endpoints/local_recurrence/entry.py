@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_ablation.data.lesions import LesionTable
-from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.local_recurrence import checks as lr_checks_module
 from bayes_ablation.endpoints.local_recurrence import estimands, model
 from bayes_ablation.endpoints.local_recurrence.sbc import ADAPTER_PWE, ADAPTER_WEIBULL
@@ -92,6 +92,9 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
             "hr": "LR hazard ratio conditional on covariates, patient frailty and site"})
     if model_details:
         out["model_details"] = model_details
+    lesions = prepared.tables["lesions"]
+    if lesions.covariates:
+        out["covariate_coding"] = covariate_coding(lesions.frame, lesions.covariates)
     return out
 
 

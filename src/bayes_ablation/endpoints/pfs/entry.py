@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.pfs import checks as pfs_checks
 from bayes_ablation.endpoints.pfs import estimands, loglik, model, predictive
 from bayes_ablation.endpoints.pfs.sbc import ADAPTER as WEIBULL_ADAPTER
@@ -87,6 +87,9 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
         out["model_details"] = model_details
     if spec.design == "cohort":
         out["estimand_notes"] = dict(estimands.CAUSAL_NOTES)
+    patients = prepared.tables["patients"]
+    if patients.covariates:
+        out["covariate_coding"] = covariate_coding(patients.frame, patients.covariates)
     return out
 
 
