@@ -230,6 +230,9 @@ def grouped_estimands(result: AnalysisResult) -> list[tuple[str, pd.DataFrame]]:
             what = what.replace("Log hazard", "Log local-recurrence hazard").replace(
                 "Hazard ratio", "Local-recurrence hazard ratio").replace(
                 "(conditional on site)", "(conditional on patient frailty and site)")
+        if result.spec.design == "cohort" and name in ("hr", "log_hr"):
+            what = what.replace("(conditional on", "(conditional on covariates,").replace(
+                "covariates, site)", "covariates and site)")
         shown = []
         for _, r in rows.iterrows():
             item: dict[str, Any] = {}
