@@ -58,6 +58,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_cohort(args: argparse.Namespace) -> int:
+    import json
+
+    from bayes_ablation.core.files import atomic_write_text
+    from bayes_ablation.data.simulate_cohort import simulate_cohort
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    sim = simulate_cohort(args.n_patients, args.sites, args.log_hr, seed=args.seed,
+                          arms=tuple(args.arms))
+    atomic_write_text(out, sim.frame.to_csv(index=False))
+    if args.truth:
+        atomic_write_text(Path(args.truth), json.dumps(sim.truth, indent=2))
+    t = sim.truth
+    print(f"wrote {out}: {len(sim.frame)} patients, {args.sites} sites, "
+          f"{int(sim.frame['event'].sum())} events, {100 * t['share_treated']:.0f}% "
+          f"{args.arms[1]} (confounded); true conditional log HR {t['log_hr']:g}, sample ATE "
+          f"of S(24) {t['sate_survival_difference'][1]:+.3f}")
+    return 0
+
+
 def cmd_simulate_lr(args: argparse.Namespace) -> int:
     import json
 
@@ -227,6 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("simulate-cohort", help="simulate a confounded (non-randomised) cohort "
+                                               "with known causal truth (patient table CSV)")
+    p.add_argument("--n-patients", type=int, default=668)
+    p.add_argument("--sites", type=int, default=6)
+    p.add_argument("--log-hr", type=float, default=-0.25,
+                   help="true conditional log hazard ratio of the treatment arm")
+    p.add_argument("--arms", nargs=2, default=["postoperative", "perioperative"],
+                   help="arm labels, reference first")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--truth", help="also write the truth (conditional log HR, sample ATE/ATT of "
+                                   "S(t) and RMST) as JSON here")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_simulate_cohort)
+
     p = sub.add_parser("simulate-lr", help="simulate lesion-level local recurrence (patient "
                                            "and lesion tables CSV)")
     p.add_argument("--n-patients", type=int, default=300)
@@ -332,7 +369,7 @@ _register_builtin_extras()
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in ("simulate", "simulate-lr", "oc"):
+    if args.command not in ("simulate", "simulate-lr", "simulate-cohort", "oc"):
         _ensure_hash_seed(argv)
     configure_logging(quiet=bool(getattr(args, "quiet", False)))
     try:

@@ -153,8 +153,10 @@ class LesionTable:
 # --------------------------------------------------------------------------------- patients
 
 def validate_lr_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | None,
-                         sha256: str | None = None, **checks: Any) -> PatientTable:
-    """Validate the LR patient table (``patient_id, site, arm, followup_months, died``).
+                         sha256: str | None = None, covariates: Sequence[str] = (),
+                         **checks: Any) -> PatientTable:
+    """Validate the LR patient table (``patient_id, site, arm, followup_months, died`` and the
+    patient-level ``covariates``, e.g. CEA, node status: every cell present).
 
     Returns a :class:`PatientTable` whose ``time_months``/``event`` are the follow-up and the
     death indicator; problems name the file's own columns. ``checks``: the label and
@@ -167,7 +169,8 @@ def validate_lr_patients(raw: pd.DataFrame, source: str, *, reference_arm: str |
     checks = {k: v for k, v in checks.items() if k != "require_events"}
     try:
         table = validate_patients(frame, source, reference_arm=reference_arm, sha256=sha256,
-                                  event_name="death", **checks)
+                                  event_name="death", covariates=tuple(covariates),
+                                  **checks)
     except DataValidationError as exc:
         raise DataValidationError([_rename_problem(p) for p in exc.problems]) from None
     return table
@@ -394,21 +397,33 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
                      subgroups: Sequence[str] = (), **checks: Any) -> LesionTable:
     """Validate both tables and every cross-reference; raise once with all problems.
 
-    ``checks`` (from a spec: :func:`~bayes_ablation.data.schema.plausibility`): the patient
-    table's label and plausibility checks; with ``require_events`` at least one lesion must
-    show local recurrence, and an arm whose lesions show none is a warning. ``subgroups``:
-    binary effect-modifier columns (lesion columns, ``margin_lt_5mm``, or patient columns).
+    A covariate is a lesion covariate when the lesion table has its column (or it is a known
+    lesion column or derived from one, e.g. ``margin_lt_5mm``), otherwise a patient covariate
+    of the patient table (CEA, number of lesions, node status, disease-free interval, ...),
+    merged onto each of the patient's lesions. ``checks`` (from a spec:
+    :func:`~bayes_ablation.data.schema.plausibility`): the patient table's label and
+    plausibility checks; with ``require_events`` at least one lesion must show local
+    recurrence, and an arm whose lesions show none is a warning. ``subgroups``: binary
+    effect-modifier columns (lesion columns, ``margin_lt_5mm``, or patient columns).
     """
     problems: list[Problem] = []
     patients: PatientTable | None = None
+    lesion_covs, patient_covs = split_lr_covariates(covariates, patients_raw, lesions_raw)
+    for cov in covariates:
+        if cov not in lesion_covs and cov not in patient_covs:
+            problems.append(Problem(
+                lesions_source, None, cov, None,
+                f"a column named '{cov}' in the lesion table or in the patient table "
+                f"{patients_source} (lesion columns: {', '.join(map(str, lesions_raw.columns))};"
+                f" patient columns: {', '.join(map(str, patients_raw.columns))})"))
     try:
         patients = validate_lr_patients(patients_raw, patients_source,
                                         reference_arm=reference_arm, sha256=patients_sha256,
-                                        **checks)
+                                        covariates=patient_covs, **checks)
     except DataValidationError as exc:
         problems.extend(exc.problems)
     lesion_problems, warnings, frame = validate_lesions(
-        lesions_raw, lesions_source, patients_raw, covariates=covariates)
+        lesions_raw, lesions_source, patients_raw, covariates=lesion_covs)
     problems.extend(lesion_problems)
     subgroup_values: dict[str, np.ndarray] = {}
     if subgroups and not lesion_problems:
@@ -447,11 +462,28 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
     frame.insert(2, "patient_idx", frame["patient_id"].map(position).astype(np.int64))
     for column, values in subgroup_values.items():
         frame[column] = values
+    for cov in patient_covs:  # patient covariates, one value per lesion of the patient
+        frame[cov] = patients.frame[cov].to_numpy()[frame["patient_idx"].to_numpy()]
     digest = lesions_sha256 if lesions_sha256 is not None else \
         frame_sha256(lesions_raw.astype(str))
     return LesionTable(frame=frame, patients=patients, covariates=tuple(covariates),
                        source=lesions_source, sha256=digest, warnings=tuple(warnings),
                        subgroups=tuple(subgroup_values))
+
+
+def split_lr_covariates(covariates: Sequence[str], patients_raw: pd.DataFrame,
+                        lesions_raw: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(lesion covariates, patient covariates): a lesion covariate is a column of the lesion
+    table, a known lesion column or one derived from it; a patient covariate a column of the
+    patient table only. A covariate in neither table is in neither list."""
+    lesion, patient = [], []
+    for cov in covariates:
+        if cov in lesions_raw.columns or cov in OPTIONAL_LESION_COLUMNS \
+                or cov in DERIVED_COVARIATES:
+            lesion.append(cov)
+        elif cov in patients_raw.columns:
+            patient.append(cov)
+    return lesion, patient
 
 
 def read_lr_data(patients_path: str | Path | pd.DataFrame,

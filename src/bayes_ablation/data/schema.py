@@ -118,6 +118,22 @@ def covariate_design(frame: pd.DataFrame, covariates: Sequence[str]
     return x, names, centres
 
 
+def covariate_coding(frame: pd.DataFrame, covariates: Sequence[str]) -> dict[str, dict]:
+    """How :func:`covariate_design` codes each covariate (for reports and ``summary.json``):
+    numeric → its centre (the mean it is centred at); categorical → its reference level (the
+    first in sorted order) and the dummy columns against it."""
+    out: dict[str, dict] = {}
+    for cov in covariates:
+        series = frame[cov]
+        if pd.api.types.is_numeric_dtype(series):
+            out[cov] = {"kind": "numeric", "centred_at": float(series.to_numpy(float).mean())}
+        else:
+            levels = sorted(series.astype(str).unique())
+            out[cov] = {"kind": "categorical", "reference_level": levels[0],
+                        "columns": [f"{cov}[{level}]" for level in levels[1:]]}
+    return out
+
+
 def is_blank(value: object) -> bool:
     if value is None:
         return True

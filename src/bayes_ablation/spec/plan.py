@@ -356,6 +356,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
     design = analysis.get("design", "randomised")
     if design not in DESIGNS:
         errs.add(f"[analysis] design must be one of {', '.join(DESIGNS)}, got {design!r}")
+    elif design == "cohort" and endpoint == "meta":
+        errs.add("[analysis] design = \"cohort\" (causal ATE/ATT estimands from patient "
+                 "data) does not apply to endpoint 'meta' (pooled study effects)")
     time_unit = analysis.get("time_unit", "months")
     if time_unit != "months":
         errs.add(f"[analysis] time_unit must be 'months' (the package's unit), got {time_unit!r}")

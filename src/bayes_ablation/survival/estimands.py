@@ -117,6 +117,95 @@ def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
                         name="survival")
 
 
+def bayesian_bootstrap_weights(n_draws: int, members: np.ndarray, seed: int) -> np.ndarray:
+    """Dirichlet(1, …, 1) weights over the units where ``members`` is True, one vector per
+    posterior draw (draws, units; 0 for non-members), from normalised Exp(1) variates.
+
+    Rubin's Bayesian bootstrap: the posterior of the covariate distribution under a
+    non-informative Dirichlet-process limit, so g-computed estimands carry the uncertainty of
+    the sample's covariate mix as well as that of the outcome model."""
+    members = np.asarray(members, bool)
+    rng = np.random.default_rng(seed)
+    g = np.zeros((n_draws, members.size))
+    g[:, members] = rng.standard_exponential((n_draws, int(members.sum())))
+    return g / g.sum(axis=1, keepdims=True)
+
+
+def unit_offsets(post: xr.Dataset, x: np.ndarray | None, site: np.ndarray,
+                 arms: Sequence[str]) -> tuple[xr.DataArray, np.ndarray]:
+    """x_i γ + u_s(i) (+ v_s(i),a with site × arm slopes) per draw, arm and distinct
+    (covariates, site) pattern of the units i (dims chain, draw, arm, pattern), and each unit's
+    pattern. Reads ``beta_covariates``, ``u_site``, ``v_site_arm`` where the posterior has them."""
+    site = np.asarray(site, np.int64)
+    x = np.zeros((site.size, 0)) if x is None else np.asarray(x, float).reshape(site.size, -1)
+    keys, pattern = np.unique(np.column_stack([x, site]), axis=0, return_inverse=True)
+    pattern = np.asarray(pattern).reshape(-1)
+    xp, sp = keys[:, :-1], keys[:, -1].astype(np.int64)
+    base = xr.zeros_like(post["log_hr"].isel(treatment=0, drop=True))
+    off = base.expand_dims(pattern=len(keys)).copy()
+    if xp.shape[1] and "beta_covariates" in post:
+        beta = post["beta_covariates"]
+        beta = beta.assign_coords(covariate=np.arange(beta.sizes["covariate"])).drop_vars(
+            "covariate")
+        off = off + xr.dot(xr.DataArray(xp, dims=("pattern", "covariate")), beta,
+                           dim="covariate")
+    at_site = xr.DataArray(sp, dims="pattern")
+    if "u_site" in post:
+        off = off + post["u_site"].drop_vars("site", errors="ignore").isel(site=at_site)
+    by_arm = [off]
+    for b in range(1, len(arms)):
+        if "v_site_arm" in post:
+            v = post["v_site_arm"].isel(treatment=b - 1, drop=True).drop_vars(
+                "site", errors="ignore")
+            by_arm.append(off + v.isel(site=at_site))
+        else:
+            by_arm.append(off)
+    out = xr.concat(by_arm, dim="arm").assign_coords(arm=list(arms))
+    return out.transpose("chain", "draw", "arm", "pattern"), pattern
+
+
+def g_computation_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
+                           pattern: np.ndarray, unit_weights: np.ndarray,
+                           sd: xr.DataArray | None = None) -> xr.DataArray:
+    """S̄_a(t) = Σ_i w_di E_z[S(t | a, x_i, u_s(i), sd_a z)] per draw d: every arm's survival
+    averaged over the analysed units with the draw's weights (g-computation of the
+    counterfactual curves), z ~ N(0, 1) a remaining random effect (e.g. the patient frailty;
+    none when ``sd`` is None).
+
+    ``log_cumhaz`` (chain, draw, arm, time) at x = 0, u = 0; ``offsets`` (chain, draw, arm,
+    pattern): log-hazard shift of each distinct unit pattern (covariates and site) under each
+    arm; ``pattern`` (unit,) the pattern of each unit; ``unit_weights`` (chain·draw, unit);
+    ``sd`` (chain, draw, arm). With many patterns the mixture is tabulated on the lattice of
+    step :data:`~bayes_ablation.survival.kernels.CAUSAL_BIN_STEP` (|ΔS| ≤ 3.1e-5).
+    """
+    from bayes_ablation.survival.kernels import CAUSAL_BIN_STEP, standardised_survival
+
+    lh_da = log_cumhaz.transpose("chain", "draw", "arm", "time")
+    lh = np.ascontiguousarray(lh_da.values, dtype=float)
+    n_chain, n_draw, n_arm, n_time = lh.shape
+    n_pat = offsets.sizes["pattern"]
+    order = np.argsort(pattern, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(pattern[order]) != 0])
+    weights = np.zeros((n_chain * n_draw, n_pat))
+    weights[:, pattern[order][starts]] = np.add.reduceat(unit_weights[:, order], starts, axis=1)
+    off = offsets.transpose("chain", "draw", "arm", "pattern").values.reshape(
+        n_chain * n_draw, n_arm, n_pat)
+    flat = lh.reshape(n_chain * n_draw, n_arm, n_time)
+    sdv = (np.zeros((n_chain * n_draw, n_arm)) if sd is None else np.ascontiguousarray(
+        sd.transpose("chain", "draw", "arm").values.reshape(n_chain * n_draw, n_arm), float))
+    same = bool(np.all(off == off[:, :1]))
+    if same:  # no site × arm slopes: one mixture for every arm
+        out = standardised_survival(flat, np.ascontiguousarray(off[:, 0]), weights, sdv,
+                                    step=CAUSAL_BIN_STEP)
+    else:
+        out = np.concatenate([standardised_survival(
+            np.ascontiguousarray(flat[:, a: a + 1]), np.ascontiguousarray(off[:, a]), weights,
+            np.ascontiguousarray(sdv[:, a: a + 1]), step=CAUSAL_BIN_STEP)
+            for a in range(n_arm)], axis=1)
+    return xr.DataArray(out.reshape(lh.shape), dims=lh_da.dims, coords=lh_da.coords,
+                        name="survival")
+
+
 def rmst_nodes(tau: float, n: int = RMST_NODES) -> tuple[np.ndarray, np.ndarray]:
     """Times and weights with ∫₀^τ S(t) dt ≈ Σ w_i S(t_i): Gauss–Legendre in v, t = τ v²."""
     v, w = np.polynomial.legendre.leggauss(n)
@@ -228,10 +317,12 @@ def summarise(estimands: xr.Dataset, interval_prob: float = 0.95) -> pd.DataFram
                    "p_finite": float(finite.size / v.size)}
             rows.append(row)
     frame = pd.DataFrame(rows)
+    names = {name: str(da.attrs.get("label_name", name))
+             for name, da in estimands.data_vars.items()}
     key_cols = [c for c in ("estimand", "treatment", "arm", "lesion_target", "population",
                             "site_target", "time", "interval", "study", "subgroup",
                             "subgroup_level") if c in frame.columns]
-    frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols), axis=1))
+    frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols, names), axis=1))
     return frame
 
 
@@ -239,7 +330,10 @@ def _plain(x: Any) -> Any:
     return x.item() if hasattr(x, "item") else x
 
 
-def _label(row: pd.Series, cols: list[str]) -> str:
+def _label(row: pd.Series, cols: list[str], names: dict[Any, str] | None = None) -> str:
+    """``name[keys]``; ``name`` is the variable's ``label_name`` attribute when it has one
+    (e.g. "ATE survival_difference", "conditional hr")."""
+    name = (names or {}).get(row["estimand"], str(row["estimand"]))
     parts = []
     for c in cols[1:]:
         v = row.get(c)
@@ -247,4 +341,4 @@ def _label(row: pd.Series, cols: list[str]) -> str:
             continue
         parts.append(f"t={v:g}" if c == "time" else f"t in {v}" if c == "interval"
                      else f"{v} site" if c == "site_target" else f"{v}")
-    return f"{row['estimand']}[{', '.join(parts)}]" if parts else str(row["estimand"])
+    return f"{name}[{', '.join(parts)}]" if parts else name

@@ -67,6 +67,37 @@ def mixed_survival(log_cumhaz: np.ndarray, offsets: np.ndarray, pattern_weights:
     return out
 
 
+@numba.njit(cache=True)
+def mixed_survival_draw_weights(log_cumhaz: np.ndarray, offsets: np.ndarray,
+                                pattern_weights: np.ndarray, sd: np.ndarray, nodes: np.ndarray,
+                                weights: np.ndarray, orders: np.ndarray, max_sd: np.ndarray
+                                ) -> np.ndarray:
+    """:func:`mixed_survival` with one weight vector per draw: ``pattern_weights`` (draw,
+    pattern), e.g. Bayesian-bootstrap weights of the covariate distribution."""
+    n_draw, n_arm, n_time = log_cumhaz.shape
+    n_pat = offsets.shape[1]
+    out = np.zeros(log_cumhaz.shape)
+    hazard = np.exp(log_cumhaz)
+    for d in range(n_draw):
+        for a in range(n_arm):
+            s = sd[d, a]
+            k = 0
+            while k < orders.size - 1 and s > max_sd[k]:
+                k += 1
+            n_nodes = 1 if s == 0.0 else orders[k]
+            for p in range(n_pat):
+                w_p = pattern_weights[d, p]
+                if w_p == 0.0:
+                    continue
+                for j in range(n_nodes):
+                    u = 0.0 if s == 0.0 else s * nodes[k, j]
+                    c = w_p if s == 0.0 else w_p * weights[k, j]
+                    f = -math.exp(offsets[d, p] + u)
+                    for t in range(n_time):
+                        out[d, a, t] += c * math.exp(hazard[d, a, t] * f)
+    return out
+
+
 # ------------------------------------------------------- many covariate patterns: binned
 
 #: lattice step of the binned standardisation (log-hazard scale). Linear binning of the
@@ -84,15 +115,15 @@ _BIN_BATCH = 256
 BIN_MIN_PATTERNS = 48
 
 
-def _binned_tables(offsets: np.ndarray, pattern_weights: np.ndarray
+def _binned_tables(offsets: np.ndarray, pattern_weights: np.ndarray, step: float = BIN_STEP
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Per draw d the mixture F_d(z) = Σ_p w_p G(z + o_dp − m_d h) on the lattice z_k = (k0 + k) h,
     by linear binning of the offsets (relative to the draw's lowest lattice point m_d h) and one
-    FFT correlation with G per draw. Returns (tables (D, K), shift m_d h (D,), Σ_p w_p e^{o_dp}
-    (D,), k0)."""
+    FFT correlation with G per draw. ``pattern_weights``: (pattern,) shared by all draws, or
+    (draw, pattern). Returns (tables (D, K), shift m_d h (D,), Σ_p w_p e^{o_dp} (D,), k0)."""
     from scipy import fft
 
-    h = BIN_STEP
+    h = step
     q = offsets / h
     base = np.floor(q.min(axis=1))                                     # m_d
     rel = q - base[:, None]
@@ -109,16 +140,18 @@ def _binned_tables(offsets: np.ndarray, pattern_weights: np.ndarray
     g_f = fft.rfft(g, n_fft)
     tables = np.empty((n_draw, n_table))
     rows = np.arange(n_draw)[:, None]
+    per_draw = pattern_weights.ndim == 2
     for start in range(0, n_draw, _BIN_BATCH):
         stop = min(start + _BIN_BATCH, n_draw)
+        w = pattern_weights[start:stop] if per_draw else pattern_weights
         bins = np.zeros((stop - start, width))
         r = np.broadcast_to(rows[: stop - start], idx[start:stop].shape)
-        np.add.at(bins, (r, idx[start:stop]), pattern_weights * (1.0 - frac[start:stop]))
-        np.add.at(bins, (r, idx[start:stop] + 1), pattern_weights * frac[start:stop])
+        np.add.at(bins, (r, idx[start:stop]), w * (1.0 - frac[start:stop]))
+        np.add.at(bins, (r, idx[start:stop] + 1), w * frac[start:stop])
         # F[k] = Σ_m b[m] g[k + m]: convolution of g with the reversed bins
         conv = fft.irfft(g_f * fft.rfft(bins[:, ::-1], n_fft, axis=1), n_fft, axis=1)
         tables[start:stop] = conv[:, width - 1: width - 1 + n_table]
-    tail = np.exp(offsets) @ pattern_weights
+    tail = (np.exp(offsets) * pattern_weights).sum(axis=1)
     return tables, base * h, tail, k0
 
 
@@ -159,8 +192,15 @@ def _interpolated_survival(log_cumhaz: np.ndarray, tables: np.ndarray, shift: np
     return out
 
 
+#: lattice step of the g-computed (causal) estimands: |ΔS| ≤ 2 · step²/8 · 0.309 = 3.1e-5,
+#: far below their Monte Carlo error (posterior sd of a survival difference ≈ 0.03 over 4000
+#: draws: standard error ≈ 5e-4), at a quarter of the FFT length of :data:`BIN_STEP`
+CAUSAL_BIN_STEP = 0.02
+
+
 def standardised_survival(log_cumhaz: np.ndarray, offsets: np.ndarray,
-                          pattern_weights: np.ndarray, sd: np.ndarray) -> np.ndarray:
+                          pattern_weights: np.ndarray, sd: np.ndarray,
+                          step: float = BIN_STEP) -> np.ndarray:
     """S (draw, arm, time) standardised over covariate patterns, as :func:`mixed_survival`.
 
     Few patterns (< :data:`BIN_MIN_PATTERNS`): the exact sum. Many (continuous covariates: one
@@ -168,9 +208,16 @@ def standardised_survival(log_cumhaz: np.ndarray, offsets: np.ndarray,
     F_d(z) = Σ_p w_p exp(−e^{z + o_dp}) tabulated once per draw on a lattice of step
     :data:`BIN_STEP` (linear binning of o_dp, FFT correlation with G) and interpolated
     linearly; |ΔS| ≤ 1.93e-6 (:data:`BIN_STEP`). The cost no longer grows with patients ×
-    times × nodes."""
+    times × nodes. ``pattern_weights`` (pattern,) is shared by all draws; (draw, pattern) gives
+    each draw its own weights (Bayesian bootstrap of the covariate distribution). ``step``: the
+    lattice step (error bound step²/4 · 0.309)."""
+    pattern_weights = np.asarray(pattern_weights, float)
     if offsets.shape[1] < BIN_MIN_PATTERNS:
+        if pattern_weights.ndim == 2:
+            return mixed_survival_draw_weights(log_cumhaz, offsets,
+                                               np.ascontiguousarray(pattern_weights), sd,
+                                               *gh_tables())
         return mixed_survival(log_cumhaz, offsets, pattern_weights, sd, *gh_tables())
-    tables, shift, tail, k0 = _binned_tables(offsets, pattern_weights)
+    tables, shift, tail, k0 = _binned_tables(offsets, pattern_weights, step)
     return _interpolated_survival(np.ascontiguousarray(log_cumhaz), tables, shift, tail, k0,
-                                  BIN_STEP, np.ascontiguousarray(sd), *gh_tables())
+                                  step, np.ascontiguousarray(sd), *gh_tables())

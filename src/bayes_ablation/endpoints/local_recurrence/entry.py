@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_ablation.data.lesions import LesionTable
-from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.local_recurrence import checks as lr_checks_module
 from bayes_ablation.endpoints.local_recurrence import estimands, model
 from bayes_ablation.endpoints.local_recurrence.sbc import ADAPTER_PWE, ADAPTER_WEIBULL
@@ -84,13 +84,26 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
                            "new_site: frailty and site integrated",
         },
     }
+    if spec.design == "cohort":
+        out["estimand_notes"].update({
+            "ATE": "CIF of LR per lesion, every analysed lesion under each arm (frailty "
+                   "integrated, own site), cluster Bayesian bootstrap over patients",
+            "ATT": "the same over the lesions of the patients who received the treatment",
+            "hr": "LR hazard ratio conditional on covariates, patient frailty and site"})
     if model_details:
         out["model_details"] = model_details
+    lesions = prepared.tables["lesions"]
+    if lesions.covariates:
+        out["covariate_coding"] = covariate_coding(lesions.frame, lesions.covariates)
     return out
 
 
 def headline(table: pd.DataFrame) -> list[str]:
-    """The LR HR and the standardised, population-averaged CIF difference."""
+    """The LR HR and the standardised, population-averaged CIF difference; in a cohort the
+    ATE / ATT CIF differences instead of the latter."""
+    causal = ["ate_cif_lr_difference", "att_cif_lr_difference"]
+    if table["estimand"].isin(causal).any():
+        return table[table["estimand"].isin(["hr", *causal])]["label"].tolist()
     return table[(table["estimand"] == "hr") | (
         (table["estimand"] == "cif_lr_difference")
         & (table.get("lesion_target") == "standardised")

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.pfs import checks as pfs_checks
 from bayes_ablation.endpoints.pfs import estimands, loglik, model, predictive
 from bayes_ablation.endpoints.pfs.sbc import ADAPTER as WEIBULL_ADAPTER
@@ -99,11 +99,21 @@ def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr
             "patients_checked", "patients_total", "patients_sampled")}
     if model_details:
         out["model_details"] = model_details
+    if spec.design == "cohort":
+        out["estimand_notes"] = dict(estimands.CAUSAL_NOTES)
+    patients = prepared.tables["patients"]
+    if patients.covariates:
+        out["covariate_coding"] = covariate_coding(patients.frame, patients.covariates)
     return out
 
 
 def headline(table: pd.DataFrame) -> list[str]:
-    return table[table["estimand"].isin(["hr", "rmst_difference"])]["label"].tolist()
+    """The HR and the RMST difference; in a cohort, the causal (ATE, ATT) RMST differences
+    next to the conditional HR."""
+    causal = ["ate_rmst_difference", "att_rmst_difference"]
+    wanted = ["hr", *causal] if table["estimand"].isin(causal).any() else ["hr",
+                                                                           "rmst_difference"]
+    return table[table["estimand"].isin(wanted)]["label"].tolist()
 
 
 ENDPOINT = Endpoint(name="pfs", prepare=prepare, estimands=estimands.compute_estimands,

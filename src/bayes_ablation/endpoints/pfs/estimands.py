@@ -1,6 +1,21 @@
 """PFS estimands from posterior draws: log H_a(t) of each family (Weibull:
 log H = α + k (log t − log t_ref) + β_a; piecewise exponential: log Σ_j λ_j e^{β_a,j} e_j(t)),
-S(t), RMST, median and their differences for an average and a new site, HRs, P(HR < c)."""
+S(t), RMST, median and their differences for an average and a new site, HRs, P(HR < c).
+
+With ``[analysis] design = "cohort"`` (treatment chosen by clinicians) the causal estimands
+are added, by g-computation over the analysed patients (:func:`cohort_estimands`):
+
+* **ATE** (average treatment effect in the analysed population): S̄_a(t) = Σ_i w_i
+  S(t | a, x_i, u_s(i)) for every arm a, all patients i, Bayesian-bootstrap weights w ~
+  Dirichlet(1, …, 1) drawn afresh for every posterior draw (the covariate distribution's own
+  uncertainty); differences, RMST and median of S̄_a.
+* **ATT** (effect in the treated): the same over the patients who received treatment b only
+  (S̄ under b vs under the reference arm, both averaged over b's patients).
+
+Each patient keeps the effect of their own site (u_s, and v_s,a with site × arm slopes): the
+estimands refer to this cohort's sites. The hazard ratio stays a *conditional* effect (given
+covariates and site), labelled so.
+"""
 
 from __future__ import annotations
 
@@ -111,24 +126,17 @@ def survival_at(idata: Any, spec: AnalysisSpec, times: np.ndarray,
     return survival_curves(log_cumhaz, offsets, site_sd)
 
 
-def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
-    """Every estimand the spec asks for, as posterior draws (dims chain, draw, …)."""
-    post = posterior_of(idata)
-    arms = arms_of(post)
-    est = spec.estimands
-    max_time = float(np.max(idata.constant_data["time_months"].values)) if "constant_data" in \
-        idata.children and "time_months" in idata.constant_data else est.rmst_tau_months
-    report_times = np.asarray(est.times_months, float)
-    rmst_times, rmst_weights = rmst_nodes(est.rmst_tau_months)
-    grid_median = np.geomspace(0.05, max(10 * max_time, 2 * est.rmst_tau_months, 120.0),
-                               MEDIAN_GRID_POINTS)
-    n_report, n_rmst = report_times.size, rmst_times.size
-    all_times = np.concatenate([report_times, rmst_times, grid_median])
-
-    out: dict[str, xr.DataArray] = {
-        "log_hr": post["log_hr"],
-        "hr": np.exp(post["log_hr"]),
-    }
+def site_target_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
+                          sizes: tuple[int, int], rmst_weights: np.ndarray
+                          ) -> dict[str, xr.DataArray]:
+    """S(t), RMST and median per arm standardised over the covariate mix, and their
+    differences, for an average and a new site (the randomised design's estimands)."""
+    arms = arms_of(posterior_of(idata))
+    n_report, n_rmst = sizes
+    report_times = all_times[:n_report]
+    rmst_times = all_times[n_report:n_report + n_rmst]
+    grid_median = all_times[n_report + n_rmst:]
+    out: dict[str, xr.DataArray] = {}
     per_site: dict[str, dict[str, xr.DataArray]] = {"survival": {}, "rmst": {}, "median": {}}
     for target in SITE_TARGETS:
         # one evaluation per target on all times (the curves are the expensive part)
@@ -146,6 +154,36 @@ def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
         out[name] = stacked.assign_coords(site_target=list(SITE_TARGETS))
     out["survival_difference"] = contrast(out["survival"], arms)
     out["rmst_difference"] = contrast(out["rmst"], arms)
+    return out
+
+
+def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
+    """Every estimand the spec asks for, as posterior draws (dims chain, draw, …)."""
+    post = posterior_of(idata)
+    est = spec.estimands
+    max_time = float(np.max(idata.constant_data["time_months"].values)) if "constant_data" in \
+        idata.children and "time_months" in idata.constant_data else est.rmst_tau_months
+    report_times = np.asarray(est.times_months, float)
+    rmst_times, rmst_weights = rmst_nodes(est.rmst_tau_months)
+    grid_median = np.geomspace(0.05, max(10 * max_time, 2 * est.rmst_tau_months, 120.0),
+                               MEDIAN_GRID_POINTS)
+    n_report, n_rmst = report_times.size, rmst_times.size
+    all_times = np.concatenate([report_times, rmst_times, grid_median])
+
+    out: dict[str, xr.DataArray] = {
+        "log_hr": post["log_hr"],
+        "hr": np.exp(post["log_hr"]),
+    }
+    if spec.design == "cohort":
+        # the causal estimands replace the site-target standardisations (in a cohort those
+        # would be g-computations at u = 0 without the covariate distribution's uncertainty)
+        out.update(cohort_estimands(idata, spec, all_times, (n_report, n_rmst), rmst_weights))
+        for name in ("log_hr", "hr"):
+            out[name] = out[name].copy()
+            out[name].attrs["label_name"] = f"conditional {name}"
+    else:
+        out.update(site_target_estimands(idata, spec, all_times, (n_report, n_rmst),
+                                         rmst_weights))
     extra = family(spec.model).extra_estimands
     if extra is not None:
         out.update(extra(post, spec))
@@ -155,6 +193,76 @@ def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
     ds.attrs["rmst_tau_months"] = est.rmst_tau_months
     ds.attrs["hr_thresholds"] = list(est.hr_thresholds)
     return ds
+
+
+#: words of the causal estimands (summary.json ``estimand_notes``)
+CAUSAL_NOTES = {
+    "ATE": "average treatment effect over the analysed patients: every arm's survival "
+           "g-computed over all patients' covariates and sites, Bayesian-bootstrap "
+           "(Dirichlet(1,…,1)) weights per posterior draw",
+    "ATT": "average treatment effect in the treated: survival under the treatment and under "
+           "the reference arm, g-computed over the patients who received the treatment",
+    "hr": "conditional hazard ratio (given covariates and site), not a marginal effect",
+}
+
+
+def cohort_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
+                     sizes: tuple[int, int], rmst_weights: np.ndarray
+                     ) -> dict[str, xr.DataArray]:
+    """ATE and ATT of S(t), RMST and median (and their differences) by g-computation with
+    Bayesian-bootstrap weights (module docstring). ``all_times`` = report times, RMST nodes,
+    median grid (``sizes`` = counts of the first two), as in :func:`compute_estimands`."""
+    from bayes_ablation.survival.estimands import (
+        bayesian_bootstrap_weights,
+        g_computation_survival,
+        unit_offsets,
+    )
+
+    post = posterior_of(idata)
+    arms = arms_of(post)
+    n_report, n_rmst = sizes
+    report_times = all_times[:n_report]
+    rmst_times = all_times[n_report:n_report + n_rmst]
+    grid_median = all_times[n_report + n_rmst:]
+    log_cumhaz = family_part(spec.model, "log_cumhaz")(post, all_times, spec).drop_vars("time")
+    cdata = idata.constant_data
+    site = np.asarray(cdata["site_idx"].values, np.int64)
+    x = np.asarray(cdata["x"].values, float) if "x" in cdata else None
+    offsets, pattern = unit_offsets(post, x, site, arms)
+    arm_idx = np.asarray(cdata["arm_idx"].values, np.int64)
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
+    seed = int(spec.sampler.seed)
+
+    def summaries(curves: xr.DataArray) -> dict[str, xr.DataArray]:
+        rmst_curve = curves.isel(time=slice(n_report, n_report + n_rmst)).assign_coords(
+            time=rmst_times)
+        return {
+            "survival": curves.isel(time=slice(0, n_report)).assign_coords(time=report_times),
+            "rmst": rmst_quadrature(rmst_curve, rmst_weights),
+            "median": median_time(curves.isel(time=slice(n_report + n_rmst, None))
+                                  .assign_coords(time=grid_median), scale="cloglog"),
+        }
+
+    out: dict[str, xr.DataArray] = {}
+    ate_w = bayesian_bootstrap_weights(n_draws, np.ones(arm_idx.size, bool), seed + 1_000_003)
+    ate = summaries(g_computation_survival(log_cumhaz, offsets, pattern, ate_w))
+    for name, value in ate.items():
+        out[f"ate_{name}"] = value
+        out[f"ate_{name}_difference"] = contrast(value, arms)
+    att: dict[str, list[xr.DataArray]] = {"survival": [], "rmst": [], "median": []}
+    for b in range(1, len(arms)):
+        w = bayesian_bootstrap_weights(n_draws, arm_idx == b, seed + 1_000_003 + b)
+        curves = g_computation_survival(log_cumhaz.isel(arm=[0, b]),
+                                        offsets.isel(arm=[0, b]), pattern, w)
+        for name, value in summaries(curves).items():
+            att[name].append(contrast(value, [arms[0], arms[b]]))
+    for name, values in att.items():
+        out[f"att_{name}_difference"] = xr.concat(values, dim="treatment")
+    for name, value in out.items():
+        kind, _, rest = name.partition("_")
+        value.attrs["label_name"] = f"{kind.upper()} {rest}"
+        value.attrs["causal"] = CAUSAL_NOTES[kind.upper()]
+    return out
 
 
 def probabilities(estimands: xr.Dataset) -> dict[str, float]:

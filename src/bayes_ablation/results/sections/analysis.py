@@ -54,6 +54,12 @@ _HEADLINE_DIFF = {
     "cif_lr_difference": ({"lesion_target": "standardised", "population": "average_site"},
                           "cumulative incidence of local recurrence", "the analysed lesions "
                           "(standardised), frailty averaged, at an average site", 100, "points"),
+    # design = "cohort": the causal contrasts (a cohort's table has these instead of, or
+    # beside, the ones above; the first found per treatment is reported)
+    "ate_survival_difference": ({}, "PFS", "all analysed patients (ATE by g-computation)", 100,
+                                "points"),
+    "ate_cif_lr_difference": ({}, "cumulative incidence of local recurrence", "all analysed "
+                              "lesions (ATE by g-computation), frailty averaged", 100, "points"),
 }
 
 
@@ -73,10 +79,15 @@ def headline_sentences(result: AnalysisResult) -> list[str]:
         trt = hr.get("treatment")
         p_lt_1 = result.probabilities.get(f"P(HR<1) [{trt}]")
         hr_word = "local-recurrence HR" if spec.endpoint == "local_recurrence" else "HR"
+        if spec.design == "cohort":
+            hr_word = f"conditional {hr_word} (given covariates and site)"
         text = (f"{str(trt).capitalize()} vs {spec.reference_arm}: {hr_word} {hr['median']:.2f} "
                 f"({level} CrI {hr[lo]:.2f}–{hr[hi]:.2f})"
                 + (f", P(HR<1) {_probability(p_lt_1)}" if p_lt_1 is not None else ""))
-        for name, (where, what, population, scale, unit) in _HEADLINE_DIFF.items():
+        diffs = dict(_HEADLINE_DIFF)
+        if spec.design == "cohort":  # the causal contrast only
+            diffs = {k: v for k, v in diffs.items() if k.startswith("ate_")}
+        for name, (where, what, population, scale, unit) in diffs.items():
             rows = table[(table["estimand"] == name) & (table["treatment"] == trt)]
             if "time" in rows.columns and t_mid is not None:
                 rows = rows[rows["time"] == t_mid]
@@ -181,6 +192,28 @@ ESTIMAND_INFO: dict[str, tuple[str, str]] = {
     "delta_subgroup": ("Log HR difference between subgroup levels (1 − 0)", "log scale"),
     "hr_ratio_subgroup": ("Ratio of the subgroup levels' hazard ratios (1 vs 0)", "ratio"),
     "sigma_subgroup": ("SD of the treatment-by-subgroup interactions (τ_sub)", "log scale"),
+    # design = "cohort": causal estimands by g-computation (Bayesian bootstrap)
+    "ate_survival": ("ATE: PFS probability S(t) if every analysed patient had this arm",
+                     "probability"),
+    "ate_survival_difference": ("ATE: difference in PFS probability (treatment − reference), "
+                                "all analysed patients", "probability"),
+    "ate_rmst": ("ATE: restricted mean PFS time if every analysed patient had this arm",
+                 "months"),
+    "ate_rmst_difference": ("ATE: difference in restricted mean PFS time, all analysed "
+                            "patients", "months"),
+    "ate_median": ("ATE: median PFS if every analysed patient had this arm", "months"),
+    "ate_median_difference": ("ATE: difference in median PFS, all analysed patients", "months"),
+    "att_survival_difference": ("ATT: difference in PFS probability among the treated",
+                                "probability"),
+    "att_rmst_difference": ("ATT: difference in restricted mean PFS time among the treated",
+                            "months"),
+    "att_median_difference": ("ATT: difference in median PFS among the treated", "months"),
+    "ate_cif_lr": ("ATE: LR cumulative incidence per lesion (death competing) if every analysed "
+                   "lesion had this arm", "probability"),
+    "ate_cif_lr_difference": ("ATE: difference in LR cumulative incidence per lesion, all "
+                              "analysed lesions", "probability"),
+    "att_cif_lr_difference": ("ATT: difference in LR cumulative incidence per lesion, lesions "
+                              "of the treated", "probability"),
 }
 _POPULATION_WORDS = {"average": "average site", "new": "new site",
                      "typical_patient": "typical patient (frailty 0, average site)",
@@ -202,6 +235,9 @@ def grouped_estimands(result: AnalysisResult) -> list[tuple[str, pd.DataFrame]]:
             what = what.replace("Log hazard", "Log local-recurrence hazard").replace(
                 "Hazard ratio", "Local-recurrence hazard ratio").replace(
                 "(conditional on site)", "(conditional on patient frailty and site)")
+        if result.spec.design == "cohort" and name in ("hr", "log_hr"):
+            what = what.replace("(conditional on", "(conditional on covariates,").replace(
+                "covariates, site)", "covariates and site)")
         shown = []
         for _, r in rows.iterrows():
             item: dict[str, Any] = {}
