@@ -162,6 +162,7 @@ def test_numbers_at_risk_and_per_site_checks_are_drawn(reports):
     ids = {k: [f["id"] for s in p.sections for f in s["figures"]]
            for k, p in (("pfs", pfs), ("lr", lr), ("monitor", mon))}
     assert "fig-km_posterior" in ids["pfs"] and "fig-km_at_cut" in ids["monitor"]
+    assert "fig-prior_posterior" in ids["monitor"]
     assert {"fig-ppc_site_coverage", "fig-ppc_sites"} <= set(
         f["id"] for f in pfs.section("posterior-predictive-checks")["figures"])
     assert "fig-cif_lr" in ids["lr"]

@@ -96,7 +96,11 @@ def interim_look(design: Design | str | Path, data: DatedTable | pd.DataFrame | 
     from bayes_ablation.core.provenance import package_versions
     from bayes_ablation.workflows.monitoring.ledger import Ledger, LookEntry
     from bayes_ablation.workflows.monitoring.monitor import run_look
-    from bayes_ablation.workflows.monitoring.report import km_at_cut, write_monitor_report
+    from bayes_ablation.workflows.monitoring.report import (
+        km_at_cut,
+        look_prior_posterior,
+        write_monitor_report,
+    )
 
     say = say or logger.info
     design = _design(design)
@@ -132,7 +136,9 @@ def interim_look(design: Design | str | Path, data: DatedTable | pd.DataFrame | 
     if out is not None:
         current = next(r for r in looks if r.look == outcome.look)
         write_monitor_report(out, design, looks, current, str(ledger), outcome.message,
-                             km=km_at_cut(res.cut.patients), figure_format=figure_format)
+                             km=km_at_cut(res.cut.patients),
+                             prior_posterior=look_prior_posterior(res.fit),
+                             figure_format=figure_format)
         report = out / "report.html"
     return InterimLook(result=res, outcome=outcome, looks=tuple(looks), report=report,
                        recorded=True)

@@ -23,7 +23,11 @@ from bayes_ablation.results.sections import (
     register_report,
     section,
 )
-from bayes_ablation.results.sections.analysis import headline_box, probability_words
+from bayes_ablation.results.sections.analysis import (
+    headline_box,
+    prior_posterior_panels,
+    probability_words,
+)
 
 if TYPE_CHECKING:
     from bayes_ablation.spec.design import Design
@@ -57,6 +61,13 @@ class MonitorReportInput:
     message: str
     #: the cut's Kaplan–Meier curves per arm and numbers at risk (:func:`km_at_cut`)
     km: Mapping[str, Any] | None = None
+    #: prior vs posterior panels of the look's fit (HR and random-effect sds)
+    prior_posterior: Sequence[Mapping[str, Any]] = ()
+
+
+def look_prior_posterior(fit: Any) -> list[dict[str, Any]]:
+    """Prior vs posterior panels of a look's fit (its HR and random-effect sds)."""
+    return prior_posterior_panels(fit) if fit is not None else []
 
 
 def km_at_cut(patients: Any) -> dict[str, Any]:
@@ -180,7 +191,14 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
                 f"{data['events']} progressions known; {data['randomised_after_cut']} "
                 f"randomised later (not included), {data['progressions_after_cut']} later "
                 f"progressions censored at the cut, {data['withdrawn']} withdrawn.</p>"),
-        section("Posterior", Table(post_rows, digits=4)),
+        section("Posterior", Table(post_rows, digits=4), *([FigureSpec(
+            "prior_posterior", "prior_posterior", {
+                "panels": list(obj.prior_posterior),
+                "title": "Pre-specified prior (line) and posterior at this look (filled)"},
+            title="Prior and posterior at this look: the hazard ratio and the between-site sd",
+            alt="Prior density (line) and posterior (filled) of the hazard ratio and the "
+                "random-effect sds at this look; where they coincide the data say little.")]
+            if obj.prior_posterior else [])),
         section("Predictive probability of success",
                 ppos_rows if len(ppos_rows) else "<p>Final analysis: no prediction needed.</p>"),
         section("Decision rules at this look", rules),
@@ -201,6 +219,7 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
 def write_monitor_report(out: str | Path, design: Design, looks: Sequence[LookRecord],
                          current: LookRecord, ledger_path: str, message: str, *,
                          km: Mapping[str, Any] | None = None,
+                         prior_posterior: Sequence[Mapping[str, Any]] = (),
                          figure_format: str = "png") -> Path:
     """Write ``report.html``, ``trajectory.png`` (and the other figures under ``figures/``,
     also as SVG or PDF with ``figure_format``), ``looks.csv`` and ``look.json`` atomically
@@ -208,7 +227,7 @@ def write_monitor_report(out: str | Path, design: Design, looks: Sequence[LookRe
     from bayes_ablation.core.files import atomic_folder
 
     report = monitor_sections(MonitorReportInput(design, looks, current, ledger_path, message,
-                                                 km))
+                                                 km, tuple(prior_posterior)))
     rendered = render(report, figure_format=figure_format)
 
     def write(tmp: Path) -> None:
