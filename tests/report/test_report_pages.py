@@ -195,8 +195,13 @@ def test_tables_show_counts_as_integers_and_text_left_aligned(reports):
     cells = re.findall(r'<td class="num">([^<]*)</td>', data)
     assert "198" in cells and "150" in cells and not any(c.endswith(".000") for c in cells)
     diag = text[text.index('id="diagnostics"'):]
-    rows = re.findall(r"<tr><td>log_hr</td>(.*?)</tr>", diag)
-    assert rows and re.search(r'<td class="num">\d+</td>', rows[0])   # ESS as integers
+    rows = re.findall(r"<tr><td>(\w+)</td>(.*?)</tr>", diag)
+    names = [name for name, _ in rows]
+    assert "log_hr" in names and "u_site" in names and len(names) == len(set(names))
+    assert "u_site[0]" not in diag   # one row per parameter, not per element
+    cells = dict(rows)
+    assert re.match(r'<td class="num">8</td><td class="num">\d\.\d{3}</td>'
+                    r'<td class="num">\d+</td><td class="num">\d+</td>', cells["u_site"])
 
 
 def test_templates_escape_everything_but_the_package_fragments():

@@ -408,6 +408,27 @@ def prior_posterior_figure(result: AnalysisResult, exact: xr.Dataset | None = No
             "coincide the data say little and the prior drives the result.")]
 
 
+def diagnostics_by_parameter(table: pd.DataFrame) -> pd.DataFrame:
+    """The convergence table with one row per parameter: a vector parameter (``z_patient[0]``,
+    ``z_patient[1]``, …) becomes one row with its number of elements, its worst R-hat and
+    MCSE and its smallest effective sample sizes (shown as integers: counts of draws)."""
+    if "parameter" not in table.columns:
+        return table
+    base = table["parameter"].astype(str).str.replace(r"\[.*\]$", "", regex=True)
+    agg = {c: ("min" if str(c).startswith("ess") else "max") for c in table.columns
+           if c != "parameter" and pd.api.types.is_numeric_dtype(table[c])}
+    out = table.groupby(base, sort=False).agg(agg)
+    sizes = base.value_counts()
+    out.insert(0, "elements", [int(sizes[b]) for b in out.index])
+    out = out.reset_index(names="parameter")
+    for col in out.columns:
+        if str(col).startswith("ess") and out[col].notna().all():
+            out[col] = out[col].round().astype(int)
+    return out.rename(columns={"r_hat": "R-hat (worst)", "ess_bulk": "bulk ESS (smallest)",
+                               "ess_tail": "tail ESS (smallest)",
+                               "mcse_mean": "MCSE of the mean (largest)"})
+
+
 def diagnostics_section(result: AnalysisResult, figures: Sequence[FigureSpec] = ()
                         ) -> Section | None:
     """Sampler diagnostics after the results: the convergence table and the trace plots."""
@@ -415,17 +436,16 @@ def diagnostics_section(result: AnalysisResult, figures: Sequence[FigureSpec] = 
     table = d.table if d is not None else None
     if table is None and not figures:
         return None
-    if table is not None:   # effective sample sizes are counts of draws: shown as integers
-        table = table.copy()
-        for col in table.columns:
-            if str(col).startswith("ess") and pd.api.types.is_float_dtype(table[col]) \
-                    and table[col].notna().all():
-                table[col] = table[col].round().astype(int)
+    if table is not None:
+        table = diagnostics_by_parameter(table)
     return section("Diagnostics",
                    "<p class=\"muted\">How well the sampler explored the posterior: R-hat near 1, "
                    "effective sample sizes (ESS) in the hundreds or more and no divergences; "
                    "trace plots should look like stationary noise with the chains "
-                   "overlapping. The convergence gate above summarises these.</p>",
+                   "overlapping. The convergence gate above summarises these. Vector "
+                   "parameters are one row each (their worst element); "
+                   "<code>arviz.summary</code> of <code>posterior.nc</code> gives every "
+                   "element.</p>",
                    table, *figures)
 
 
