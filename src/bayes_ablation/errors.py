@@ -99,6 +99,13 @@ class SpecError(BayesAblationError):
         super().__init__(f"invalid analysis spec {path}:\n{body}")
 
 
+class InputError(BayesAblationError):
+    """Inputs that do not fit together (a table for another endpoint, a spec for another
+    command): invalid input, exit code 2."""
+
+    exit_code = 2
+
+
 class BundleError(BayesAblationError):
     """A result bundle cannot be written or read (exists already, damaged, incomplete)."""
 

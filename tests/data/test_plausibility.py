@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,3 +63,66 @@ def test_spec_arms_must_include_the_reference_arm(tmp_path):
     path.write_text(text)
     with pytest.raises(ba.SpecError, match="must be one of arms"):
         ba.load_spec(path)
+
+
+# ------------------------------------------------ the same checks in the LR and dated readers
+
+@pytest.fixture(scope="module")
+def lr_spec():
+    return ba.load_spec(MODELS / "local_recurrence_lesion.toml")
+
+
+def test_lr_reader_applies_the_label_and_plausibility_checks(lr_spec):
+    from bayes_ablation.data.lesions import read_lr_data
+
+    patients = pd.read_csv(ROOT / "examples" / "lr_patients.csv")
+    lesions = pd.read_csv(ROOT / "examples" / "lr_lesions.csv")
+    typo = patients.copy()
+    typo.loc[[2, 6], "arm"] = "PERIOPERATIVE"
+    typo.loc[4, "followup_months"] = 9000.0
+    with pytest.raises(ba.DataValidationError) as info:
+        read_lr_data(typo, lesions, lr_spec)
+    text = str(info.value)
+    assert "row 3, column 'arm': got 'PERIOPERATIVE'" in text and "rows 3, 7" in text
+    assert "row 5, column 'followup_months'" in text and "at most 600" in text
+    none = lesions.assign(lr_upper_months=float("nan"))
+    with pytest.raises(ba.DataValidationError, match="at least one local recurrence"):
+        read_lr_data(patients, none, lr_spec)
+    arm_of = dict(zip(patients["patient_id"], patients["arm"], strict=True))
+    quiet = lesions.copy()
+    quiet.loc[quiet["patient_id"].map(arm_of) == "perioperative", "lr_upper_months"] = np.nan
+    table = read_lr_data(patients, quiet, lr_spec)
+    assert any("arm 'perioperative' has no local recurrence" in str(w) for w in table.warnings)
+
+
+def test_dated_reader_applies_the_label_and_plausibility_checks(spec):
+    from bayes_ablation.data.cut import cut, read_dated
+    from bayes_ablation.data.simulate_dated import simulate_dated_trial
+
+    frame = simulate_dated_trial(60, 4, -0.3, seed=3, start_date="2026-01-15").frame
+    frame = frame.astype(str).replace({"NaT": "", "nan": "", "None": ""})
+    bad = frame.copy()
+    bad.loc[[3, 8], "arm"] = " Perioperative"
+    bad.loc[5, "last_followup_on"] = "2099-01-01"
+    bad.loc[5, "progressed_on"] = ""
+    with pytest.raises(ba.DataValidationError) as info:
+        read_dated(bad, spec=spec)
+    text = str(info.value)
+    assert "row 4, column 'arm'" in text and "rows 4, 9" in text
+    assert "row 6, column 'last_followup_on': got '2099-01-01'" in text
+    assert "a plausible follow-up from randomisation: at most 600 months" in text
+    declared = spec.updated(analysis={"arms": ["postoperative", "perioperative"]})
+    other = frame.copy()
+    other.loc[10, "arm"] = "placebo"
+    with pytest.raises(ba.DataValidationError, match=r"row 11, column 'arm': got 'placebo'"):
+        read_dated(other, spec=declared)
+    # at a cut the rows named are the file's rows, not the cut table's
+    late = frame.copy()
+    order = pd.to_datetime(late["randomised_on"]).argsort().to_numpy()
+    last_row = int(order[-1])
+    late.loc[last_row, "arm"] = "placebo"
+    table = read_dated(late)  # no spec: the label is only refused when the plan declares arms
+    table = type(table)(frame=table.frame, covariates=table.covariates, source=table.source,
+                        sha256=table.sha256, checks={"arms": ["postoperative", "perioperative"]})
+    with pytest.raises(ba.DataValidationError, match=rf"row {last_row + 1}, column 'arm'"):
+        cut(table, "2040-01-01", reference_arm="postoperative")

@@ -172,7 +172,7 @@ def test_cli_simulate_writes_reproducible_csv(tmp_path):
         assert main(["simulate", "--n-patients", "50", "--sites", "3", "--seed", "4",
                      "--out", str(path), "--truth", str(path.with_suffix(".json"))]) == 0
     assert a.read_text() == b.read_text()
-    assert main(["simulate", "--n-patients", "50", "--out", str(a)]) == 1  # exists, no --force
+    assert main(["simulate", "--n-patients", "50", "--out", str(a)]) == 2  # exists, no --force: invalid input
 
 
 def test_help_does_not_import_pymc():

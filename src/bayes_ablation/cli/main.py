@@ -40,7 +40,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not args.force:
-        raise BayesAblationError(f"{out} exists; pass --force to replace it")
+        raise UsageError(f"{out} exists; pass --force to replace it")
     kwargs = {"start_date": args.start_date} if args.start_date else {}
     sim = (simulate_dated_trial if args.start_date else simulate_trial)(
         args.n_patients, args.sites, args.log_hr, seed=args.seed,
@@ -96,9 +96,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
         say(f"sampler settings overridden on the command line: {changes}")
     check_destination(args.out, args.force)
     fitter = FITTERS.get(spec.endpoint)
+    if getattr(args, "external", None) and spec.endpoint != "pfs":
+        raise UsageError(f"--external (external control patients) is for endpoint 'pfs' with "
+                         f"a [borrowing] section; spec {spec.name!r} is {spec.endpoint!r}")
     if fitter is None:
         hint = " (pool studies with 'bayes-ablation meta')" if spec.endpoint == "meta" else ""
-        raise BayesAblationError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
+        raise UsageError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
     result = fitter(spec, args)
     say(f"writing bundle {args.out}")
     result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet,
@@ -111,24 +114,37 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_pfs(spec, args: argparse.Namespace):
+    from bayes_ablation.cli import adam
     from bayes_ablation.data.schema import read_patients
     from bayes_ablation.workflows.fit import fit
 
-    patients = read_patients(args.data, spec)
+    patients = (adam.read(args, spec).patients if adam.wants_adam(args)
+                else read_patients(args.data, spec))
     say(f"validated {patients.n_patients} patients in {len(patients.sites)} sites, "
          f"arms {list(patients.arms)} ({int(patients.event.sum())} events)")
     for warning in patients.warnings:
         say(f"warning: {warning}")
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.backend}, "
          f"{spec.sampler.chains}x{spec.sampler.draws} draws)")
+    external = None
+    if getattr(args, "external", None):
+        from bayes_ablation.data.borrowing import read_external
+
+        external = read_external(args.external, spec)
+        say(f"validated {external.n_patients} external control patients "
+            f"({int(external.event.sum())} events) from {args.external}")
     return fit(spec, patients, progress=not args.quiet and sys.stderr.isatty(),
-               log_likelihood=_log_likelihood_option(args))
+               log_likelihood=_log_likelihood_option(args), external=external)
 
 
 def _fit_local_recurrence(spec, args: argparse.Namespace):
+    from bayes_ablation.cli import adam
     from bayes_ablation.data.lesions import read_lr_data
     from bayes_ablation.workflows.fit import fit
 
+    if adam.wants_adam(args):
+        raise UsageError("ADaM input (--adtte/--adsl) is for time-to-event endpoints; the "
+                          "local_recurrence endpoint reads --data and --lesions")
     if not args.lesions:
         raise UsageError("the local_recurrence endpoint needs --lesions (the lesion table) "
                           "next to --data (the patient table)")
@@ -235,10 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="run a pre-specified analysis and write a result bundle")
     p.add_argument("--spec", required=True, help="analysis spec (models/*.toml)")
-    p.add_argument("--data", required=True, help="patient table (CSV or Parquet)")
+    p.add_argument("--data", help="patient table (CSV or Parquet); or ADaM input below")
     p.add_argument("--lesions", help="lesion table (CSV or Parquet) for the local_recurrence "
                                      "endpoint: patient_id, lesion_id, lr_lower_months, "
                                      "lr_upper_months[, size_cm, margin_mm, modality]")
+    p.add_argument("--external", help="external (historical) control patients, same columns as "
+                                      "--data, for the spec's [borrowing] (pfs)")
     p.add_argument("--out", required=True, help="result bundle folder to create")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--strict", action="store_true",
@@ -254,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pointwise log-likelihood for LOO: 'bounded' (default) thins draws to "
                         "at most 1.5 million values, 'all' stores every draw for every "
                         "patient, 'none' skips it")
+    _adam_arguments(p)
     g = p.add_argument_group("sampler overrides (recorded; change the spec hash)")
     g.add_argument("--draws", type=int)
     g.add_argument("--tune", type=int)
@@ -269,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser
+
+
+def _adam_arguments(p: argparse.ArgumentParser) -> None:
+    from bayes_ablation.cli.adam import add_arguments  # light: argparse only
+
+    add_arguments(p)
 
 
 def _meta_command(sub: argparse._SubParsersAction) -> None:

@@ -8,13 +8,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bayes_ablation.cli.adam import add_arguments as add_adam_arguments
 from bayes_ablation.cli.console import say
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from bayes_ablation.cli import adam
     from bayes_ablation.workflows.monitoring.api import interim_look
 
-    look = interim_look(args.design, args.data, args.cut, ledger=args.ledger, out=args.out,
+    data = args.data
+    design = args.design
+    if adam.wants_adam(args):
+        from bayes_ablation.spec.design import load_design
+
+        design = load_design(args.design)
+        data = adam.read(args, design.spec, require_dates=True).dated
+    look = interim_look(design, data, args.cut, ledger=args.ledger, out=args.out,
                         strict=args.strict, progress=not args.quiet and sys.stderr.isatty(),
                         say=say, figure_format=args.figure_format)
     if not look.recorded:
@@ -79,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="interim look: posterior and predictive probabilities, "
                                        "decision; recorded in an append-only ledger")
     p.add_argument("--design", required=True, help="monitoring design (models/interim_design.toml)")
-    p.add_argument("--data", required=True, help="dated patient table (CSV or Parquet)")
+    p.add_argument("--data", help="dated patient table (CSV or Parquet); or ADaM input below")
     p.add_argument("--cut", required=True, help="data cut date, YYYY-MM-DD")
     p.add_argument("--ledger", required=True, help="SQLite ledger file (created if missing)")
     p.add_argument("--out", help="report folder (replaced atomically at each look)")
@@ -89,6 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the report's figures/ also holds each figure as SVG or PDF for publication "
                         "(PNG always: the report embeds it)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_adam_arguments(p)
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("oc", help="operating characteristics of a monitoring design by "

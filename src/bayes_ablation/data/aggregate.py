@@ -133,7 +133,8 @@ def aggregate(patients: PatientTable, cuts_months: Sequence[float] | np.ndarray)
 
     # covariate pattern codes: mixed radix over per-column factorisations, compacted after each
     # column so the key stays < n (no int64 overflow however many covariates)
-    covs = list(patients.covariates)
+    # pre-specified subgroups (0/1 columns) enter the pattern like covariates
+    covs = list(dict.fromkeys([*patients.covariates, *getattr(patients, "subgroups", ())]))
     if covs:
         key = np.zeros(len(frame), dtype=np.int64)
         for cov in covs:

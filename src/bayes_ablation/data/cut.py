@@ -30,14 +30,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bayes_ablation.data.io import file_sha256, frame_sha256, read_raw_table
-from bayes_ablation.data.schema import PatientTable, as_text, is_blank, validate_patients
+from bayes_ablation.data.schema import (
+    PatientTable,
+    as_text,
+    is_blank,
+    plausibility,
+    validate_patients,
+)
 from bayes_ablation.errors import DataValidationError, Problem
 
 DAYS_PER_MONTH = 30.4375
@@ -90,6 +97,11 @@ class DatedTable:
     covariates: tuple[str, ...]
     source: str
     sha256: str
+    #: the spec's label and plausibility checks the table was validated with (applied again to
+    #: the table as known at each cut); ``row`` = each patient's row in the file
+    checks: dict = field(default_factory=dict)
+    #: where the table came from when it is not the package's own format (e.g. ADaM mapping)
+    extra: dict = field(default_factory=dict)
 
     @property
     def n_patients(self) -> int:
@@ -139,8 +151,14 @@ class CutData:
 
 
 def validate_dated(raw: pd.DataFrame, source: str, *, covariates: Sequence[str] = (),
-                   sha256: str | None = None) -> DatedTable:
-    """Check a raw dated table; return it typed or raise with every problem found."""
+                   sha256: str | None = None, **checks: Any) -> DatedTable:
+    """Check a raw dated table; return it typed or raise with every problem found.
+
+    ``checks`` (from a spec, :func:`~bayes_ablation.data.schema.plausibility`): the label and
+    plausibility checks of the patient table, applied to the whole dated table (declared arms,
+    labels that differ only in case or punctuation, patients per arm, follow-up at most
+    ``max_time_months``); the table as known at a cut is checked again by :func:`cut`.
+    """
     problems: list[Problem] = []
 
     def add(row: int | None, column: str | None, value: object, expected: str) -> None:
@@ -230,19 +248,63 @@ def validate_dated(raw: pd.DataFrame, source: str, *, covariates: Sequence[str] 
     })
     for cov in covariates:
         frame[cov] = raw[cov].to_numpy()
+    row = checks.pop("row_numbers", None)
+    frame["row"] = np.asarray(row, dtype=np.int64) if row is not None else rows
+    if checks:
+        check_dated_labels(frame, source, checks)
     digest = sha256 if sha256 is not None else frame_sha256(raw.astype(str))
-    return DatedTable(frame=frame, covariates=tuple(covariates), source=source, sha256=digest)
+    # at a cut: the declared arms and the time bound (an early cut may have few patients)
+    at_cut = {k: v for k, v in checks.items() if k in ("arms", "max_time_months")}
+    return DatedTable(frame=frame, covariates=tuple(covariates), source=source, sha256=digest,
+                      checks=at_cut)
 
 
-def read_dated(path: str | Path | pd.DataFrame, *, covariates: Sequence[str] = ()
-               ) -> DatedTable:
+def check_dated_labels(frame: pd.DataFrame, source: str, checks: dict[str, Any]) -> None:
+    """The patient table's label and plausibility checks on a dated table (``frame`` as built
+    by :func:`validate_dated`): the follow-up of each patient up to its last date stands for
+    ``time_months``; problems name the dated table's own columns and rows."""
+    last = [max(d for d in (p, f) if d is not None)
+            for p, f in zip(frame["progressed_on"], frame["last_followup_on"], strict=True)]
+    use_prog = [p is not None and (f is None or p >= f)
+                for p, f in zip(frame["progressed_on"], frame["last_followup_on"], strict=True)]
+    months = [((end - r).days + 1) / DAYS_PER_MONTH
+              for end, r in zip(last, frame["randomised_on"], strict=True)]
+    pseudo = pd.DataFrame({"patient_id": frame["patient_id"], "site": frame["site"],
+                           "arm": frame["arm"], "time_months": months,
+                           "event": [int(p is not None) for p in frame["progressed_on"]]})
+    position = {int(r): i for i, r in enumerate(frame["row"])}
+    try:
+        validate_patients(pseudo, source, reference_arm=None,
+                          row_numbers=frame["row"].to_numpy(),
+                          **{k: v for k, v in checks.items() if k != "require_events"})
+    except DataValidationError as exc:
+        out = []
+        for p in exc.problems:
+            if p.column != "time_months" or p.row is None:
+                out.append(p)
+                continue
+            i = position[p.row]
+            col = "progressed_on" if use_prog[i] else "last_followup_on"
+            expected = p.expected.replace("a plausible time", "a plausible follow-up from "
+                                          "randomisation").replace("; is the unit days?",
+                                                                   "; a typo in a date?")
+            out.append(replace(p, column=col, value=last[i].isoformat(), expected=expected))
+        raise DataValidationError(out) from None
+
+
+def read_dated(path: str | Path | pd.DataFrame, *, covariates: Sequence[str] = (),
+               spec: object | None = None) -> DatedTable:
     """Read and validate a dated patient table (CSV or Parquet file, or a pandas DataFrame
-    validated exactly like a file)."""
+    validated exactly like a file). With a spec, its label and plausibility checks apply to
+    the whole table and again at each cut."""
+    checks = plausibility(spec)
     if isinstance(path, pd.DataFrame):
         return validate_dated(path.astype(str).where(path.notna(), ""), "<DataFrame>",
-                              covariates=covariates, sha256=frame_sha256(path.astype(str)))
+                              covariates=covariates, sha256=frame_sha256(path.astype(str)),
+                              **checks)
     raw = read_raw_table(path)
-    return validate_dated(raw, str(path), covariates=covariates, sha256=file_sha256(path))
+    return validate_dated(raw, str(path), covariates=covariates, sha256=file_sha256(path),
+                          **checks)
 
 
 def cut(table: DatedTable, date: dt.date | str, *, reference_arm: str | None = None,
@@ -287,8 +349,10 @@ def cut(table: DatedTable, date: dt.date | str, *, reference_arm: str | None = N
     for cov in table.covariates:
         frame[cov] = kept[cov]
     source = f"{table.source} (as known on {c.isoformat()})"
+    rows = kept["row"].to_numpy() if "row" in kept.columns else None
     patients = validate_patients(frame, source, reference_arm=reference_arm,
-                                 covariates=table.covariates)  # hash: of the cut table
+                                 covariates=table.covariates, row_numbers=rows,
+                                 **table.checks)  # hash: of the cut table
     return CutData(patients=patients, cut_date=c, start_date=start,
                    followup_at_cut=np.asarray(potential, float),
                    withdrawn=np.asarray(withdrawn, bool),

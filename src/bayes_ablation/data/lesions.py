@@ -32,6 +32,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,10 @@ from bayes_ablation.data.schema import (
     as_text,
     covariate_design,
     is_blank,
+    plausibility,
     validate_patients,
 )
+from bayes_ablation.data.subgroups import lesion_subgroups
 from bayes_ablation.errors import DataValidationError, DataWarning, Problem
 
 LR_PATIENT_COLUMNS = ("patient_id", "site", "arm", "followup_months", "died")
@@ -88,6 +91,9 @@ class LesionTable:
     sha256: str
     warnings: tuple[DataWarning, ...] = ()
     extra: dict = field(default_factory=dict)
+    #: pre-specified subgroups: per-lesion 0/1 columns of ``frame`` (lesion, derived or
+    #: patient-level; see :func:`~bayes_ablation.data.subgroups.lesion_subgroups`)
+    subgroups: tuple[str, ...] = ()
 
     @property
     def n_lesions(self) -> int:
@@ -147,16 +153,21 @@ class LesionTable:
 # --------------------------------------------------------------------------------- patients
 
 def validate_lr_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | None,
-                         sha256: str | None = None) -> PatientTable:
+                         sha256: str | None = None, **checks: Any) -> PatientTable:
     """Validate the LR patient table (``patient_id, site, arm, followup_months, died``).
 
     Returns a :class:`PatientTable` whose ``time_months``/``event`` are the follow-up and the
-    death indicator; problems name the file's own columns.
+    death indicator; problems name the file's own columns. ``checks``: the label and
+    plausibility checks of :func:`~bayes_ablation.data.schema.validate_patients` (declared
+    ``arms``, ``min_patients_per_arm``, ``max_time_months``); deaths are not required (the
+    event of the analysis is local recurrence, see :func:`validate_lr_data`).
     """
     clash = [c for c in _TO_SCHEMA.values() if c in raw.columns]
     frame = raw.drop(columns=clash).rename(columns=_TO_SCHEMA)
+    checks = {k: v for k, v in checks.items() if k != "require_events"}
     try:
-        table = validate_patients(frame, source, reference_arm=reference_arm, sha256=sha256)
+        table = validate_patients(frame, source, reference_arm=reference_arm, sha256=sha256,
+                                  event_name="death", **checks)
     except DataValidationError as exc:
         raise DataValidationError([_rename_problem(p) for p in exc.problems]) from None
     return table
@@ -379,18 +390,34 @@ def _check_generic(raw: pd.DataFrame, col: str, rows: np.ndarray, add) -> pd.Ser
 def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
                      patients_source: str, lesions_source: str, reference_arm: str | None,
                      covariates: Sequence[str] = (), patients_sha256: str | None = None,
-                     lesions_sha256: str | None = None) -> LesionTable:
-    """Validate both tables and every cross-reference; raise once with all problems."""
+                     lesions_sha256: str | None = None,
+                     subgroups: Sequence[str] = (), **checks: Any) -> LesionTable:
+    """Validate both tables and every cross-reference; raise once with all problems.
+
+    ``checks`` (from a spec: :func:`~bayes_ablation.data.schema.plausibility`): the patient
+    table's label and plausibility checks; with ``require_events`` at least one lesion must
+    show local recurrence, and an arm whose lesions show none is a warning. ``subgroups``:
+    binary effect-modifier columns (lesion columns, ``margin_lt_5mm``, or patient columns).
+    """
     problems: list[Problem] = []
     patients: PatientTable | None = None
     try:
         patients = validate_lr_patients(patients_raw, patients_source,
-                                        reference_arm=reference_arm, sha256=patients_sha256)
+                                        reference_arm=reference_arm, sha256=patients_sha256,
+                                        **checks)
     except DataValidationError as exc:
         problems.extend(exc.problems)
     lesion_problems, warnings, frame = validate_lesions(
         lesions_raw, lesions_source, patients_raw, covariates=covariates)
     problems.extend(lesion_problems)
+    subgroup_values: dict[str, np.ndarray] = {}
+    if subgroups and not lesion_problems:
+        derived = {c: (frame[c].to_numpy(float), src) for c, src in DERIVED_COVARIATES.items()
+                   if c in frame.columns}
+        subgroup_values, found = lesion_subgroups(
+            lesions_raw, patients_raw, frame["patient_id"], subgroups,
+            lesions_source=lesions_source, patients_source=patients_source, derived=derived)
+        problems.extend(found)
     if patients is not None and not lesion_problems:
         arm_of = dict(zip(patients.frame["patient_id"], patients.frame["arm"], strict=True))
         lesion_arms = set(frame["patient_id"].map(arm_of))
@@ -398,15 +425,33 @@ def validate_lr_data(patients_raw: pd.DataFrame, lesions_raw: pd.DataFrame, *,
             if arm not in lesion_arms:
                 problems.append(Problem(lesions_source, None, "patient_id", arm,
                                         "every arm to have at least one lesion"))
+        lr_arms = frame.loc[frame["lr_observed"] == 1, "patient_id"].map(arm_of)
+        if checks.get("require_events") and not problems and not len(lr_arms):
+            problems.append(Problem(lesions_source, None, "lr_upper_months", None,
+                                    f"at least one local recurrence (none of {len(frame)} "
+                                    "lesions has an lr_upper_months: there is nothing to "
+                                    "estimate)"))
+        elif checks.get("require_events"):
+            lesion_arm = frame["patient_id"].map(arm_of).to_numpy()
+            for arm in patients.arms:
+                if arm in lesion_arms and arm not in set(lr_arms):
+                    where = tuple(int(r) for r in np.flatnonzero(lesion_arm == arm) + 1)
+                    warnings.append(DataWarning(
+                        lesions_source, "lr_upper_months", where, arm,
+                        f"arm {arm!r} has no local recurrence ({len(where)} lesions): its "
+                        "estimates rest on the prior and the other arms"))
     if problems:
         raise DataValidationError(problems)
     assert patients is not None
     position = {p: i for i, p in enumerate(patients.frame["patient_id"])}
     frame.insert(2, "patient_idx", frame["patient_id"].map(position).astype(np.int64))
+    for column, values in subgroup_values.items():
+        frame[column] = values
     digest = lesions_sha256 if lesions_sha256 is not None else \
         frame_sha256(lesions_raw.astype(str))
     return LesionTable(frame=frame, patients=patients, covariates=tuple(covariates),
-                       source=lesions_source, sha256=digest, warnings=tuple(warnings))
+                       source=lesions_source, sha256=digest, warnings=tuple(warnings),
+                       subgroups=tuple(subgroup_values))
 
 
 def read_lr_data(patients_path: str | Path | pd.DataFrame,
@@ -419,6 +464,7 @@ def read_lr_data(patients_path: str | Path | pd.DataFrame,
     With a spec, the reference arm and the lesion covariates come from it. The returned
     :class:`LesionTable` carries its validated ``patients``.
     """
+    checks = plausibility(spec)
     if spec is not None:
         reference_arm = reference_arm or getattr(spec, "reference_arm", None)
         if covariates is None:
@@ -448,16 +494,18 @@ def read_lr_data(patients_path: str | Path | pd.DataFrame,
     return validate_lr_data(tables[0], tables[1], patients_source=sources[0],
                             lesions_source=sources[1], reference_arm=reference_arm,
                             covariates=tuple(covariates or ()),
-                            patients_sha256=digests[0], lesions_sha256=digests[1])
+                            patients_sha256=digests[0], lesions_sha256=digests[1],
+                            subgroups=tuple(getattr(spec, "subgroups", ())), **checks)
 
 
 def lr_data_from_frames(patients: pd.DataFrame, lesions: pd.DataFrame, *,
                         reference_arm: str | None, covariates: Sequence[str] = (),
-                        source: str = "<DataFrame>") -> LesionTable:
+                        source: str = "<DataFrame>", subgroups: Sequence[str] = ()
+                        ) -> LesionTable:
     """Validate in-memory tables (e.g. from the simulator) exactly like files."""
     return validate_lr_data(patients, lesions, patients_source=f"{source} patients",
                             lesions_source=f"{source} lesions", reference_arm=reference_arm,
-                            covariates=tuple(covariates))
+                            covariates=tuple(covariates), subgroups=tuple(subgroups))
 
 
 def design_row(lesions: LesionTable, values: dict, *, source: str = "<spec>") -> np.ndarray:

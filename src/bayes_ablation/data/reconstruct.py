@@ -287,7 +287,10 @@ def reconstruct_ipd(curve: pd.DataFrame, at_risk: pd.DataFrame, arm: str,
     for i in range(n_int):
         lo, hi = int(lower[i]), int(upper[i])
         last = i == n_int - 1
-        t_end = ts[lower[i + 1]] if not last else ts[hi]
+        # censorings are spread up to the next at-risk time (Guyot et al. spread them up to
+        # the next digitised point, which may lie after it and then leaves those patients
+        # counted as at risk there: 155 reconstructed vs 152 published in the example)
+        t_end = float(t_risk[i + 1]) if not last else ts[hi]
         if not last:
             target = int(n_risk[i + 1])
             ratio = s[lower[i + 1]] / s[lo] if s[lo] > 0 else 0.0

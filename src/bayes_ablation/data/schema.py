@@ -23,6 +23,7 @@ from bayes_ablation.data.io import (
     read_raw_table,
     strip_strings,
 )
+from bayes_ablation.data.subgroups import subgroup_frame
 from bayes_ablation.errors import DataValidationError, DataWarning, Problem
 
 PATIENT_COLUMNS = ("patient_id", "site", "arm", "time_months", "event")
@@ -45,6 +46,9 @@ class PatientTable:
     extra: dict = field(default_factory=dict)
     #: findings that do not stop the analysis but must be seen (e.g. an arm without events)
     warnings: tuple[DataWarning, ...] = ()
+    #: pre-specified subgroup columns (0/1 floats in ``frame``; see :mod:`~bayes_ablation.data.
+    #: subgroups`)
+    subgroups: tuple[str, ...] = ()
 
     @property
     def reference_arm(self) -> str:
@@ -201,7 +205,10 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
                       extra_columns: Sequence[str] = (),
                       min_patients_per_arm: int = 1,
                       max_time_months: float = MAX_TIME_MONTHS,
-                      event_name: str = "event", require_events: bool = False) -> PatientTable:
+                      event_name: str = "event", require_events: bool = False,
+                      row_numbers: Sequence[int] | None = None,
+                      min_arms: int = 2,
+                      subgroups: Sequence[str] = ()) -> PatientTable:
     """Check a raw patient table and return it typed, or raise with every problem found.
 
     ``arms``/``sites`` are the levels declared by the plan (or by Parquet categoricals); a declared
@@ -211,14 +218,22 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     ``min_patients_per_arm`` patients (readers given a spec use its value, default
     :data:`MIN_PATIENTS_PER_ARM`), times may not exceed ``max_time_months``, and with
     ``require_events`` (readers given a spec) there must be at least one ``event_name``; an arm or site
-    without one is a warning of the table.
+    without one is a warning of the table. ``row_numbers``: the row each row of ``raw`` has in
+    its file when ``raw`` is a selection of it (default 1, 2, …); problems and warnings name
+    those rows. ``min_arms``: fewest arms (2; 1 for a table of external control patients,
+    :func:`bayes_ablation.data.borrowing.read_external`).
     """
     problems: list[Problem] = []
+    shown = (np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None
+             else np.arange(1, len(raw) + 1))
+    if len(shown) != len(raw):
+        raise ValueError(f"row_numbers has {len(shown)} entries for {len(raw)} rows")
 
     def add(row: int | None, column: str | None, value: object, expected: str) -> None:
-        problems.append(Problem(source, row, column, value, expected))
+        problems.append(Problem(source, None if row is None else int(shown[row - 1]), column,
+                                value, expected))
 
-    required = (*PATIENT_COLUMNS, *covariates, *extra_columns)
+    required = (*PATIENT_COLUMNS, *covariates, *extra_columns, *subgroups)
     present = ", ".join(map(str, raw.columns))
     for col in (c for c in required if c not in raw.columns):
         add(None, col, None, f"a column named '{col}' (columns present: {present})")
@@ -242,7 +257,8 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         for r in rows[dup.to_numpy()]:
             pid = ids.iloc[r - 1]
             if first_row[pid] != r:
-                add(int(r), "patient_id", pid, f"a unique id (also on row {first_row[pid]})")
+                add(int(r), "patient_id", pid,
+                    f"a unique id (also on row {shown[first_row[pid] - 1]})")
 
     time = _parse_numbers(raw["time_months"])
     with np.errstate(invalid="ignore"):
@@ -280,16 +296,17 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
             if s not in present_sites:
                 add(None, "site", s, "every declared site to have at least one patient")
     if declared_arms is None:
-        problems.extend(near_duplicate_labels(arm, "arm", source, rows))
+        problems.extend(near_duplicate_labels(arm, "arm", source, shown))
     if declared_sites is None:
-        problems.extend(near_duplicate_labels(site, "site", source, rows))
+        problems.extend(near_duplicate_labels(site, "site", source, shown))
     arm_counts = arm[arm != ""].value_counts()
     for a, n in arm_counts.items():
-        where = rows[(arm == a).to_numpy()]
+        at = rows[(arm == a).to_numpy()]
+        where = shown[at - 1]
         if 0 < n < min_patients_per_arm and where.size:
-            add(int(where[0]), "arm", a, f"at least {min_patients_per_arm} patients per arm (the "
+            add(int(at[0]), "arm", a, f"at least {min_patients_per_arm} patients per arm (the "
                 f"spec's min_patients_per_arm); {a!r} has {n} (rows {_row_list(where)})")
-    if len(present_arms) < 2:
+    if len(present_arms) < min_arms:
         add(None, "arm", present_arms, "at least two arms to compare")
     if reference_arm is not None and reference_arm not in present_arms:
         add(None, "arm", reference_arm,
@@ -316,13 +333,16 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         if non_blank.any() and len(pd.unique(values)) < 2:
             add(None, cov, values[0], "a covariate that varies (a constant is not estimable)")
 
+    subgroup_values, subgroup_problems = subgroup_frame(raw, subgroups, source, what="patient")
+    problems.extend(subgroup_problems)
+
     if require_events and not problems and not (event == 1.0).any():
         add(None, "event", 0, f"at least one {event_name} (none of {len(raw)} patients has "
             "event = 1: there is nothing to estimate)")
     if problems:
         raise DataValidationError(problems)
     warnings = tuple(
-        DataWarning(source, col, tuple(int(r) for r in rows[(values == label).to_numpy()]), label,
+        DataWarning(source, col, tuple(int(r) for r in shown[(values == label).to_numpy()]), label,
                     f"{col} {label!r} has no {event_name} ({int((values == label).sum())} "
                     "patients): its estimates rest on the prior and the other "
                     + ("arms" if col == "arm" else "sites"))
@@ -345,10 +365,12 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
     for col in extra_columns:
         if col not in frame.columns:
             frame[col] = raw[col].to_numpy()
+    for col, values in subgroup_values.items():
+        frame[col] = values
     digest = sha256 if sha256 is not None else frame_sha256(raw.astype(str))
     return PatientTable(frame=frame, arms=tuple(order_arms), sites=tuple(order_sites),
                         covariates=tuple(covariates), source=source, sha256=digest,
-                        warnings=warnings)
+                        warnings=warnings, subgroups=tuple(subgroup_values))
 
 
 def _labels_without_events(values: pd.Series, event: np.ndarray) -> list[str]:
@@ -406,6 +428,7 @@ def plausibility(spec: object | None) -> dict[str, Any]:
     if spec is None:
         return {}
     return {"arms": getattr(spec, "arms", None),
+            "subgroups": tuple(getattr(spec, "subgroups", ())),
             "min_patients_per_arm": getattr(spec, "min_patients_per_arm", MIN_PATIENTS_PER_ARM),
             "max_time_months": getattr(spec, "max_time_months", MAX_TIME_MONTHS),
             "require_events": True}

@@ -24,13 +24,17 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class CovariateSim:
-    """A simulated covariate: ``kind`` 'normal' (mean, sd) or 'binary' (p); its log-HR effect."""
+    """A simulated covariate: ``kind`` 'normal' (mean, sd) or 'binary' (p); its log-HR effect.
+
+    ``arm_interaction``: added to the log HR of every non-reference arm per unit of the
+    covariate (for a binary one: log HR(value 1) − log HR(value 0), an effect modifier)."""
 
     kind: str
     effect: float
     mean: float = 0.0
     sd: float = 1.0
     p: float = 0.5
+    arm_interaction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def simulate_trial(
         eta[treated] += effects[arm_idx[treated] - 1]
     eta[treated] += v_site_arm[site_idx[treated], arm_idx[treated] - 1]
     beta_cov = []
+    interactions: dict[str, float] = {}
     for name, cov in covariates.items():
         if cov.kind == "normal":
             values = rng.normal(cov.mean, cov.sd, n_patients)
@@ -132,6 +137,9 @@ def simulate_trial(
             eta += cov.effect * values
         else:
             raise ValueError(f"covariate kind must be 'normal' or 'binary', got {cov.kind!r}")
+        if cov.arm_interaction:
+            eta[treated] += cov.arm_interaction * values[treated]
+            interactions[name] = float(cov.arm_interaction)
         cov_values[name] = values
         beta_cov.append(cov.effect)
 
@@ -189,6 +197,8 @@ def simulate_trial(
     else:
         truth.update({"baseline_cuts_months": piecewise[0].tolist(),
                       "log_hazard": np.log(piecewise[1]).tolist()})
+    if interactions:  # log HR(level 1) − log HR(level 0) per effect modifier
+        truth["log_hr_interaction"] = interactions
     if time_varying:
         truth.update({"hr_cuts_months": hr_cuts.tolist(),
                       "log_hr_by_interval": effects_by_interval.tolist()})

@@ -24,7 +24,7 @@ Lesions per patient: 1 + a geometric count truncated at ``max_lesions`` (most pa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +76,7 @@ def simulate_lr_trial(
     lr_log_lambda0: float | None = None,
     lr_baseline_cuts_months: Sequence[float] | None = None,
     lr_baseline_hazards: Sequence[float] | None = None,
+    log_hr_interactions: Mapping[str, float] | None = None,
 ) -> SimulatedLRTrial:
     """Simulate one trial; the same arguments and seed give the same tables.
 
@@ -86,7 +87,11 @@ def simulate_lr_trial(
     (validation studies: extreme prior draws make the 24-month probability round to 1);
     ``lr_baseline_cuts_months`` with ``lr_baseline_hazards`` (per month, reference lesion)
     replace the Weibull LR baseline by a piecewise-constant one (the ``lr_pwe`` model; truth
-    then holds its ``log_hazard_baseline``). ``truth`` is in the parameterisation of the
+    then holds its ``log_hazard_baseline``). ``log_hr_interactions`` makes lesion features
+    effect modifiers: feature → log HR(feature 1) − log HR(feature 0) of the treated arm, for
+    ``margin_lt_5mm`` and ``size_gt_2cm`` (size > 2 cm; the lesion table then carries a
+    ``size_gt_2cm`` column); no extra random numbers are drawn. ``truth`` is in the
+    parameterisation of the
     ``lr_weibull`` model with
     covariates ``size_cm, margin_lt_5mm, modality`` (size centred at the realised mean, as the
     model does).
@@ -129,6 +134,13 @@ def simulate_lr_trial(
     eta = (log_hr * treated[owner] + beta_size_per_cm * (size - 2.0)
            + beta_margin_lt_5mm * close + beta_rfa * rfa + v_patient[owner]
            + u_site[site_idx[owner]])
+    features = {"margin_lt_5mm": close.astype(float), "size_gt_2cm": (size > 2.0).astype(float)}
+    interactions = dict(log_hr_interactions or {})
+    for name, value in interactions.items():
+        if name not in features:
+            raise ValueError(f"log_hr_interactions: unknown feature {name!r} "
+                             f"(known: {', '.join(features)})")
+        eta = eta + value * treated[owner] * features[name]
     piecewise = lr_baseline_hazards is not None
     if piecewise:
         from bayes_ablation.survival.piecewise import invert_cumhaz
@@ -198,6 +210,8 @@ def simulate_lr_trial(
         "margin_mm": np.round(margin, 1),
         "modality": np.where(rfa, "RFA", "MWA"),
     })
+    if interactions:
+        lesions["size_gt_2cm"] = (lesions["size_cm"] > 2.0).astype(int)
     details = pd.DataFrame({
         "patient_id": pids[owner],
         "lesion_id": lesions["lesion_id"],
@@ -235,6 +249,8 @@ def simulate_lr_trial(
         "death_median_months": float(death_median_months),
         "no_deaths": bool(no_deaths),
     }
+    if interactions:
+        truth["log_hr_interaction"] = {k: float(v) for k, v in interactions.items()}
     if piecewise:  # the lr_pwe model's log λ_j refer to x = 0 (covariates at their means)
         shift = beta_size_per_cm * (size_mean - 2.0) + beta_margin_lt_5mm * close_mean
         truth["log_hazard_baseline"] = (np.log(rates) + shift).tolist()

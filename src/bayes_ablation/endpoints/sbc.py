@@ -156,6 +156,12 @@ def get_adapter(spec: AnalysisSpec) -> FamilyAdapter:
     from bayes_ablation.spec.families import MODEL_REGISTRY
 
     adapter: FamilyAdapter | None = family(spec.model).sbc_adapter
+    borrowing = getattr(spec, "borrowing", None)
+    if borrowing is not None and borrowing.method != "none":
+        from bayes_ablation.endpoints.registry import load_object
+
+        # by name, as the family table does (the borrowing package imports this module)
+        adapter = load_object("bayes_ablation.endpoints.borrowing.sbc:ADAPTER")
     if adapter is None:
         available = sorted(name for name, entry in MODEL_REGISTRY.items()
                            if entry.implementation and family(name).sbc_adapter is not None)
@@ -163,6 +169,9 @@ def get_adapter(spec: AnalysisSpec) -> FamilyAdapter:
             f"no validation adapter for model family {spec.model!r} (available: "
             f"{', '.join(available)}); see FamilyAdapter in bayes_ablation/endpoints/sbc.py")
     problems = adapter.check(spec)
+    if getattr(spec, "subgroups", ()):
+        problems.append("subgroups (effect modifiers) are not simulated by the validation "
+                        "adapters; validate the spec without [analysis] subgroups")
     if problems:
         raise ValidationSetupError(f"{spec.source_path}: cannot validate this spec:\n"
                                    + "\n".join(f"  - {p}" for p in problems))

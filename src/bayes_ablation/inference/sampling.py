@@ -202,8 +202,7 @@ def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, p
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
-                                   "compile_cache_hit": float(
-                                       facts["kernel_loaded_from_disk_cache"])},
+                                   "compile_cache_hit": float(facts["kernel_cache_hit"])},
                           details=facts)
 
 

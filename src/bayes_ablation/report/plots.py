@@ -478,6 +478,7 @@ PLOTTERS: dict[str, str] = {
     "lr_cif": "bayes_ablation.report.lr:cif_figure",
     "lr_counts": "bayes_ablation.report.lr:counts_figure",
     "lr_incidence_check": "bayes_ablation.report.lr:incidence_check_figure",
+    "subgroup_forest": "bayes_ablation.report.subgroups:subgroup_forest",
     "meta_forest": "bayes_ablation.report.meta:forest_plot",
     "meta_sensitivity": "bayes_ablation.report.meta:sensitivity_plot",
     "meta_tau": "bayes_ablation.report.meta:tau_plot",
@@ -487,6 +488,11 @@ PLOTTERS: dict[str, str] = {
     "sbc_ecdf_differences": "bayes_ablation.report.validation:ecdf_differences",
     "zscore_contraction": "bayes_ablation.report.validation:zscore_contraction",
     "coverage": "bayes_ablation.report.validation:coverage_plot",
+    "propensity_overlap": "bayes_ablation.report.confounding:propensity_overlap",
+    "love_plot": "bayes_ablation.report.confounding:love_plot",
+    "estimate_comparison": "bayes_ablation.report.confounding:estimate_comparison",
+    "bias_contour": "bayes_ablation.report.confounding:bias_contour",
+    "borrowing_side_by_side": "bayes_ablation.report.borrowing:side_by_side",
 }
 
 

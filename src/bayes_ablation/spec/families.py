@@ -60,7 +60,7 @@ class ModelEntry:
     implementation: str = ""
 
     def required_priors(self, hierarchy: Any, covariates: Sequence[str],
-                        options: dict[str, Any]) -> list[str]:
+                        options: dict[str, Any], subgroups: Sequence[str] = ()) -> list[str]:
         names = list(self.base_priors)
         if self.site_hierarchy and getattr(hierarchy, "site_intercepts", False):
             names.append("sigma_site")
@@ -68,6 +68,9 @@ class ModelEntry:
             names.append("sigma_site_arm")
         if covariates:
             names.append("beta_covariates")
+        if subgroups and "meta" not in self.endpoints:
+            # subgroup main effects and the sd of the treatment-by-subgroup interactions
+            names.extend(SUBGROUP_PRIORS)
         for option, prior_names in self.option_priors.items():
             if self.option_value(options, option):
                 names.extend(prior_names)
@@ -97,6 +100,11 @@ POSITIVE_FAMILIES = ("halfnormal", "halfcauchy", "halfstudentt", "lognormal", "e
 #: prior names that must use a positive family, whatever the model
 POSITIVE_PRIORS = ("weibull_shape", "sigma_site", "sigma_site_arm", "sigma_patient", "tau",
                    "death_weibull_shape")
+
+#: priors every model with ``[analysis] subgroups`` needs: ``beta_subgroup`` (main effect of
+#: each subgroup indicator on the log hazard) and ``sigma_subgroup`` (τ_sub, the sd of the
+#: treatment-by-subgroup log-HR differences δ_g ~ N(0, τ_sub²); a positive quantity)
+SUBGROUP_PRIORS = ("beta_subgroup", "sigma_subgroup")
 
 MODEL_REGISTRY: dict[str, ModelEntry] = {}
 

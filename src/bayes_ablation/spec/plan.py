@@ -125,6 +125,12 @@ class AnalysisSpec:
     #: ``[analysis] design``: ``"randomised"`` (default) or ``"cohort"`` (treatment chosen by
     #: clinicians: confounding-adjusted causal estimands and design diagnostics)
     design: str = "randomised"
+    #: ``[borrowing]``: external/historical evidence in the analysis
+    #: (:class:`~bayes_ablation.spec.borrowing.BorrowingSpec`; None: no such section)
+    borrowing: Any = None
+    #: ``[analysis] subgroups``: pre-specified binary (0/1) effect modifiers; each gets a main
+    #: effect and a treatment interaction shrunk towards 0 across subgroups (empty: none)
+    subgroups: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -202,9 +208,9 @@ def parse_prior_tables(tables: dict[str, Any], source: str, section: str = "prio
 # validation
 
 _TOP_LEVEL = {"analysis", "model", "hierarchy", "priors", "estimands", "sampler", "diagnostics",
-              "sensitivity"}
+              "sensitivity", "borrowing"}
 _ANALYSIS_KEYS = {"name", "description", "endpoint", "reference_arm", "covariates", "time_unit",
-                  "arms", "min_patients_per_arm", "max_time_months", "design"}
+                  "arms", "min_patients_per_arm", "max_time_months", "design", "subgroups"}
 
 #: study designs an analysis plan may declare
 DESIGNS = ("randomised", "cohort")
@@ -333,6 +339,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         covariates = []
     if len(set(covariates)) != len(covariates):
         errs.add(f"[analysis] covariates are listed twice: {covariates}")
+    subgroups = parse_subgroups(analysis, covariates, endpoint, errs)
     arms = analysis.get("arms")
     if arms is not None:
         labels_ok = isinstance(arms, list) and all(
@@ -388,7 +395,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
             _check_positive(f"[priors.{pname}]", pname, prior, errs, POSITIVE_PRIORS,
                             POSITIVE_FAMILIES)
     if entry is not None:
-        needed = set(entry.required_priors(hierarchy, covariates, model_options))
+        needed = set(entry.required_priors(hierarchy, covariates, model_options,
+                                           subgroups=subgroups))
         allowed = needed | set(entry.optional_priors)
         for missing in sorted(needed - set(priors_table)):
             errs.add(f"[priors] model {model!r} needs a prior for '{missing}'")
@@ -452,6 +460,11 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         adaptation=adaptation,
     )
 
+    from bayes_ablation.spec.borrowing import parse_borrowing
+
+    borrowing = parse_borrowing(raw, errs, endpoint, model, parse_prior=parse_prior,
+                                number_field=number_field)
+
     d = subtable(raw, "diagnostics", errs)
     unknown_keys("diagnostics", d, {"rhat_max", "ess_bulk_min", "ess_tail_min", "max_divergences",
                                 "ebfmi_min"}, errs)
@@ -472,8 +485,32 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>") -> AnalysisSpec:
         diagnostics=diagnostics, time_unit=time_unit, source_path=source, raw=raw,
         sensitivity=sensitivity, arms=tuple(arms) if arms else None,
         min_patients_per_arm=int(min_per_arm), max_time_months=float(max_time),
-        design=str(design),
+        design=str(design), borrowing=borrowing, subgroups=tuple(subgroups),
     )
+
+
+def parse_subgroups(analysis: dict[str, Any], covariates: Any, endpoint: Any,
+                    errs: Collector) -> list[str]:
+    """``[analysis] subgroups``: distinct column names of binary (0/1) effect modifiers, not
+    also covariates (a subgroup gets its own main effect), not for endpoint ``meta``."""
+    subgroups = analysis.get("subgroups", [])
+    if not isinstance(subgroups, list) or not all(isinstance(g, str) and g.strip() == g and g
+                                                  for g in subgroups):
+        errs.add(f"[analysis] subgroups must be a list of column names (binary 0/1 columns), "
+                 f"got {subgroups!r}")
+        return []
+    twice = sorted({g for g in subgroups if subgroups.count(g) > 1})
+    if twice:
+        errs.add(f"[analysis] subgroups are listed twice: {', '.join(twice)}")
+    both = [g for g in subgroups if isinstance(covariates, list) and g in covariates]
+    if both:
+        errs.add(f"[analysis] {', '.join(both)} listed both as covariates and as subgroups: a "
+                 "subgroup gets its own main effect besides its interaction with treatment; "
+                 "list it under subgroups only")
+    if subgroups and endpoint == "meta":
+        errs.add("[analysis] subgroups are not available for endpoint 'meta' (study effects are "
+                 "pooled as reported); remove them")
+    return list(dict.fromkeys(subgroups))
 
 
 def _parse_sensitivity(raw: dict[str, Any], priors: dict[str, PriorSpec], errs: Collector,

@@ -87,8 +87,19 @@ def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
     """Standardised survival S(t) per arm from log H (chain, draw, arm, time).
 
     ``site_sd`` None → average site; otherwise integrate over u ~ N(0, site_sd²).
+    ``offsets`` may carry an ``arm`` dim (arm-specific offsets, e.g. treatment-by-subgroup
+    interactions): each arm is then standardised over its own offsets.
     """
     from bayes_ablation.survival.kernels import standardised_survival
+
+    if "arm" in offsets.dims:
+        parts = []
+        for arm in log_cumhaz["arm"].values:
+            off = offsets.sel(arm=arm, drop=True)
+            off.attrs["weights"] = offsets.attrs["weights"]
+            parts.append(survival_curves(log_cumhaz.sel(arm=[arm]), off,
+                                         None if site_sd is None else site_sd.sel(arm=[arm])))
+        return xr.concat(parts, dim="arm")
 
     weights = np.asarray(offsets.attrs["weights"], float)
     log_cumhaz = log_cumhaz.transpose("chain", "draw", "arm", "time")
@@ -218,7 +229,8 @@ def summarise(estimands: xr.Dataset, interval_prob: float = 0.95) -> pd.DataFram
             rows.append(row)
     frame = pd.DataFrame(rows)
     key_cols = [c for c in ("estimand", "treatment", "arm", "lesion_target", "population",
-                            "site_target", "time", "interval", "study") if c in frame.columns]
+                            "site_target", "time", "interval", "study", "subgroup",
+                            "subgroup_level") if c in frame.columns]
     frame.insert(0, "label", frame.apply(lambda r: _label(r, key_cols), axis=1))
     return frame
 

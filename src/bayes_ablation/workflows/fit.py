@@ -99,7 +99,8 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         lesions: LesionTable | pd.DataFrame | str | Path | None = None,
         seed: int | None = None, progress: bool | None = None, ppc_draws: int = 100,
         cache_key: Any = "default", run_ppc: bool = True,
-        log_likelihood: bool | Literal["all"] = True) -> Result:
+        log_likelihood: bool | Literal["all"] = True,
+        external: PatientTable | pd.DataFrame | str | Path | None = None) -> Result:
     """Run the analysis the spec pre-specifies.
 
     ``spec``: an :class:`~bayes_ablation.spec.plan.AnalysisSpec` or the path of its TOML file.
@@ -114,6 +115,8 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     per-patient values at 10⁶ patients: :func:`~bayes_ablation.endpoints.pfs.loglik.log_likelihood_group`);
     ``log_likelihood="all"`` stores every draw for every patient. A ``meta`` spec is handed to
     :func:`~bayes_ablation.workflows.meta.fit_meta` (``patients``: the study table).
+    ``external``: external (historical) control patients for the spec's ``[borrowing]``
+    (:mod:`bayes_ablation.workflows.borrowing`; a table, DataFrame or path).
     """
     spec = as_spec(spec)
     if seed is not None:
@@ -134,6 +137,10 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     ep = endpoint(spec.endpoint)
     patient_table, lesion_table = _tables(spec, patients, lesions)
     prepared: Prepared = ep.prepare(spec, patient_table, lesion_table)
+    if spec.borrowing is not None or external is not None:
+        from bayes_ablation.workflows.borrowing import prepare_borrowing
+
+        prepared = prepare_borrowing(spec, prepared, external)
     # the heavy libraries this analysis uses, imported up front so their cost is on record
     heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
     imports_s = import_modules(heavy)
@@ -186,10 +193,26 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     entries = (ep.summary_entries(spec, prepared, checks, model_details)
                if ep.summary_entries is not None else {})
     entries = {**entries, "warnings": data_warnings(prepared)}
-    return Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
-                  probabilities=probs, diagnostics=report, provenance=provenance,
-                  data_summary=prepared.summary, checks=checks, summary_entries=entries,
-                  headline=tuple(ep.headline(table)) if ep.headline else ())
+    if spec.subgroups:  # effect modification: summary.json["subgroups"]
+        from bayes_ablation.endpoints.subgroups import subgroup_counts, summary_entry
+
+        entries.update(summary_entry(estimands, spec, subgroup_counts(prepared.model_data)))
+    extra: dict[str, Any] = {}
+    if spec.borrowing is not None:
+        from bayes_ablation.workflows.borrowing import borrowing_outputs
+
+        borrowed, tables, details = borrowing_outputs(spec, prepared, idata)
+        entries["borrowing"] = borrowed
+        extra = {"tables": tables, "details": {"borrowing": details}}
+    result = Result(spec=spec, idata=idata, estimands=estimands, estimand_table=table,
+                    probabilities=probs, diagnostics=report, provenance=provenance,
+                    data_summary=prepared.summary, checks=checks, summary_entries=entries,
+                    headline=tuple(ep.headline(table)) if ep.headline else (), **extra)
+    if spec.design == "cohort":  # design diagnostics and sensitivity analysis (issue 14)
+        from bayes_ablation.workflows.confounding import with_confounding
+
+        result = with_confounding(result, patient_table)
+    return result
 
 
 def data_warnings(prepared: Any) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from bayes_ablation.core.console import interactive
-from bayes_ablation.core.provenance import package_versions
+from bayes_ablation.core.provenance import import_modules, package_versions
 from bayes_ablation.data.studies import StudyTable, read_studies
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.workflows.result import (
     Result,
@@ -29,10 +29,10 @@ def check_meta_inputs(spec: AnalysisSpec, studies: Any, method: str) -> None:
     from bayes_ablation.errors import DataValidationError, Problem
 
     if spec.endpoint != "meta":
-        raise BayesAblationError(f"spec {spec.name!r} has endpoint {spec.endpoint!r}; pooling "
+        raise InputError(f"spec {spec.name!r} has endpoint {spec.endpoint!r}; pooling "
                                  "studies needs endpoint 'meta'")
     if method not in META_METHODS:
-        raise BayesAblationError(f"method must be one of {', '.join(META_METHODS)}, "
+        raise InputError(f"method must be one of {', '.join(META_METHODS)}, "
                                  f"got {method!r}")
     frame = studies.frame
     if spec.model == "normal_normal" and studies.has_ipd:
@@ -47,12 +47,10 @@ def check_meta_inputs(spec: AnalysisSpec, studies: Any, method: str) -> None:
             studies.source, None, "ipd_file", None, "at least one study with patient data "
             "(ipd_file, reference_arm) for model weibull_ipd_ad; use normal_normal otherwise")])
     if method == "quadrature" and spec.model != "normal_normal":
-        err = BayesAblationError(
+        raise InputError(
             f"the exact quadrature covers the normal-normal model of aggregate data; model "
             f"{spec.model} has patient data: use --method mcmc (its report also shows the "
             "two-stage result by quadrature)")
-        err.exit_code = 2
-        raise err
 
 
 def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mcmc",
@@ -119,11 +117,14 @@ def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mc
         from bayes_ablation.inference import convergence as diag
         from bayes_ablation.inference.sampling import sample
 
+        # the heavy libraries, imported up front so that their cost is not booked as compile
+        heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
+        timings["imports"] = import_modules(heavy)
         t0 = time.perf_counter()
         model = build_model(spec, studies)
         timings["build_model"] = time.perf_counter() - t0
         sampled = sample(model, spec.sampler, progress=progress,
-                         cache_key=structure_key(spec, cache_key))
+                         cache_key=structure_key(spec, cache_key), spec=spec)
         idata = sampled.idata
         idata.posterior.attrs["spec_sha256"] = spec.sha256
         timings.update(sampling_timings(sampled))
@@ -179,6 +180,7 @@ def fit_meta(spec: AnalysisSpec | str | Path, studies: Any, *, method: str = "mc
         "sampler": sampled.sampler if sampled else None,
         "sampler_settings": sampled.settings if sampled else None,
         "sampler_fallback_reason": sampled.fallback_reason if sampled else None,
+        "sampler_details": sampled.details if sampled else None,
         **_hash_seed_status(sampled is not None),
         "versions": package_versions(),
         "timings_seconds": timings,

@@ -86,6 +86,10 @@ def lesion_eta(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
     if "z_patient" in post:
         z = post["z_patient"].transpose("sample", "patient").values
         eta = eta + post["sigma_patient"].values[:, None] * z[:, pat]
+    if "delta_subgroup" in post:  # subgroup main effects and treatment interactions
+        from bayes_ablation.endpoints.subgroups import cdata_subgroups, subgroup_eta
+
+        eta = eta + subgroup_eta(post, *cdata_subgroups(cdata), arm)
     return eta
 
 

@@ -21,7 +21,7 @@ from bayes_ablation.endpoints.local_recurrence import checks as lr_checks_module
 from bayes_ablation.endpoints.local_recurrence import estimands, model
 from bayes_ablation.endpoints.local_recurrence.sbc import ADAPTER_PWE, ADAPTER_WEIBULL
 from bayes_ablation.endpoints.registry import Endpoint, Family, Prepared
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 
 LR_WEIBULL = Family(name="lr_weibull", endpoint="local_recurrence",
@@ -36,10 +36,10 @@ MIN_CHECK_DRAWS = 200
 def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: LesionTable | None
             ) -> Prepared:
     if lesions is None:
-        raise BayesAblationError("the local_recurrence endpoint needs a lesion table: "
+        raise InputError("the local_recurrence endpoint needs a lesion table: "
                                  "fit(spec, patients, lesions=...)")
     if lesions.patients is not patients and lesions.patients.sha256 != patients.sha256:
-        raise BayesAblationError("the lesion table was validated against another patient "
+        raise InputError("the lesion table was validated against another patient "
                                  "table; read both with data.lesions.read_lr_data")
     provenance = {
         "data_source": f"{patients.source} + {lesions.source}",

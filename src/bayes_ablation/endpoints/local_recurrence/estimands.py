@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from bayes_ablation.endpoints.subgroups import subgroup_estimands
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.survival.estimands import arms_of, contrast, log_hr_full, posterior_of, site_sd_by_arm
 from bayes_ablation.survival.piecewise import DEFAULT_CUTS_MONTHS, exposure
@@ -177,11 +178,14 @@ def mixture_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
     """S̄_a(t) = Σ_p w_p E_z[exp(−exp(log H_a(t) + o_p + sd_a z))], z ~ N(0, 1), per draw.
 
     ``log_cumhaz`` (chain, draw, arm, time); ``offsets`` (chain, draw, pattern) with attribute
-    ``weights``; ``sd`` (chain, draw, arm) or None (no random effect). Vectorised over the
-    pattern × node mixture, one chain at a time.
+    ``weights``, or (chain, draw, arm, pattern) for arm-specific offsets (treatment-by-
+    subgroup interactions); ``sd`` (chain, draw, arm) or None (no random effect). Vectorised
+    over the pattern × node mixture, one chain at a time.
     """
     lh = log_cumhaz.transpose("chain", "draw", "arm", "time").values
-    off = offsets.transpose("chain", "draw", "pattern").values
+    by_arm = "arm" in offsets.dims
+    off = (offsets.transpose("chain", "draw", "arm", "pattern").values if by_arm
+           else offsets.transpose("chain", "draw", "pattern").values[:, :, None, :])
     w_p = np.asarray(offsets.attrs["weights"], float)
     if sd is None:
         nodes, w_n = np.zeros(1), np.ones(1)
@@ -196,7 +200,7 @@ def mixture_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
     for c in range(lh.shape[0]):
         for d0 in range(0, lh.shape[1], chunk):
             d = slice(d0, d0 + chunk)
-            shifts = off[c, d][:, None, :, None] + sdv[c, d][:, :, None, None] * nodes
+            shifts = off[c, d][:, :, :, None] + sdv[c, d][:, :, None, None] * nodes
             shifts = shifts.reshape(*shifts.shape[:2], -1)                # (draw, arm, M)
             with np.errstate(over="ignore"):
                 surv = np.exp(-np.exp(lh[c, d][..., None] + shifts[:, :, None, :]))
@@ -219,16 +223,34 @@ def lr_cif(post: xr.Dataset, spec: AnalysisSpec, times: np.ndarray, offsets: xr.
     return cif.sel(time=np.asarray(times, float))
 
 
+def target_offsets(post: xr.Dataset, cdata: Any, max_patterns: int = MAX_PATTERNS
+                   ) -> dict[str, xr.DataArray]:
+    """Offsets of the two lesion targets: ``reference`` (the reference lesion) and
+    ``standardised`` (the analysed lesions' mix). With subgroups they are per arm (dims chain,
+    draw, arm, pattern): the reference lesion's subgroup levels (or their mean) and each
+    lesion's own levels enter through the main effects and the treatment interactions."""
+    x = np.asarray(cdata["x"].values) if "x" in cdata else None
+    x_ref = np.asarray(cdata["x_reference"].values) if "x_reference" in cdata else None
+    if "delta_subgroup" not in post:
+        return {"reference": reference_offsets(post, x_ref),
+                "standardised": lesion_mix_offsets(post, x, max_patterns)}
+    from bayes_ablation.endpoints.subgroups import arm_offsets, cdata_subgroups
+
+    arms = arms_of(post)
+    indicator, mean = cdata_subgroups(cdata)
+    z_ref = np.asarray(cdata["subgroup_reference"].values, float) + mean
+    x_ref_row = None if x_ref is None else np.atleast_2d(np.asarray(x_ref, float))
+    return {"reference": arm_offsets(post, x_ref_row, z_ref[None, :], mean, arms),
+            "standardised": arm_offsets(post, x, indicator, mean, arms, max_patterns)}
+
+
 def compute_lr_estimands(idata: Any, spec: AnalysisSpec, max_patterns: int = MAX_PATTERNS) -> xr.Dataset:
     """Every LR estimand of the spec, as posterior draws (see module docstring)."""
     post = posterior_of(idata)
     arms = arms_of(post)
     times = np.asarray(spec.estimands.times_months, float)
     cdata = idata.constant_data if "constant_data" in idata.children else {}
-    x = np.asarray(cdata["x"].values) if "x" in cdata else None
-    x_ref = np.asarray(cdata["x_reference"].values) if "x_reference" in cdata else None
-    offsets = {"reference": reference_offsets(post, x_ref),
-               "standardised": lesion_mix_offsets(post, x, max_patterns)}
+    offsets = target_offsets(post, cdata, max_patterns)
     by_target = []
     for target in LESION_TARGETS:
         by_pop = [lr_cif(post, spec, times, offsets[target], pop) for pop in POPULATIONS]
@@ -244,6 +266,7 @@ def compute_lr_estimands(idata: Any, spec: AnalysisSpec, max_patterns: int = MAX
         "cif_lr_difference": contrast(cif, arms),
         "death_free_survival": death_survival(post, times, spec),
         "death_hr": np.exp(post["death_log_hr"]),
+        **subgroup_estimands(post, cdata),
     }
     ds = xr.Dataset(out)
     ds["time"].attrs["units"] = "months"
@@ -270,4 +293,7 @@ def lr_probabilities(estimands: xr.Dataset) -> dict[str, float]:
         for t in diff["time"].values:
             p = float((diff.sel(treatment=treatment, time=t) < 0).mean())
             out[f"P(CIF_LR difference<0) [{treatment}, t={t:g}]"] = p
+    from bayes_ablation.endpoints.subgroups import subgroup_probabilities
+
+    out.update(subgroup_probabilities(estimands))
     return out

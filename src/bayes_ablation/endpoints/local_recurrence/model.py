@@ -57,6 +57,7 @@ from bayes_ablation.endpoints.pfs.model import (
     weibull_random,
 )
 from bayes_ablation.endpoints.priors import prior
+from bayes_ablation.endpoints.subgroups import subgroup_columns, subgroup_data
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.survival.piecewise import (
     DEFAULT_CUTS_MONTHS,
@@ -115,6 +116,12 @@ def lr_coords(lesions: LesionTable, covariate_names: list[str]) -> dict[str, Any
     }
 
 
+def _coords(spec: AnalysisSpec, lesions: LesionTable, covariate_names: list[str]
+            ) -> dict[str, Any]:
+    names = subgroup_columns(spec)
+    return lr_coords(lesions, covariate_names) | ({"subgroup": names} if names else {})
+
+
 def lesion_counts(lesions: LesionTable) -> tuple[np.ndarray, np.ndarray]:
     """Crude observed / expected LR events per (site, arm) for the centring weights: Nelson–
     Aalen per arm on the lesions, a recurred lesion's time taken at the midpoint of its
@@ -139,7 +146,11 @@ def _lesion_block(spec: AnalysisSpec, lesions: LesionTable) -> dict[str, Any]:
     x_data = pm.Data("x", x, dims=("lesion", "covariate"))
     pm.Data("x_reference", reference_design(spec, lesions), dims="covariate")
     centring = site_centring_data(spec, *lesion_counts(lesions))
-    eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(names), centring=centring)
+    subgroups = subgroup_data(spec, lesions, "lesion")
+    if subgroups is not None:
+        pm.Data("subgroup_reference", reference_subgroups(spec, lesions), dims="subgroup")
+    eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(names), centring=centring,
+                           subgroups=subgroups)
     if bool(spec.model_options.get("patient_frailty", True)):
         sigma_patient = prior("sigma_patient", spec.priors["sigma_patient"])
         z_patient = pm.Normal("z_patient", 0.0, 1.0, dims="patient")
@@ -168,7 +179,7 @@ def build_lr_weibull_model(spec: AnalysisSpec, lesions: LesionTable) -> pm.Model
     """Hierarchical interval-censored Weibull LR model with a Weibull death block."""
     x_names = lesions.design_matrix()[1]
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
-    with pm.Model(coords=lr_coords(lesions, x_names)) as model:
+    with pm.Model(coords=_coords(spec, lesions, x_names)) as model:
         b = _lesion_block(spec, lesions)
         upper_data = pm.Data("lr_upper_safe", b["upper_safe"], dims="lesion")
         alpha = prior("log_cumhaz_ref", spec.priors["log_cumhaz_ref"])
@@ -207,7 +218,7 @@ def build_lr_pwe_model(spec: AnalysisSpec, lesions: LesionTable) -> pm.Model:
     ``interval``, cuts ``cuts_months``); the rest as the Weibull model."""
     cuts = tuple(spec.model_options.get("cuts_months", DEFAULT_CUTS_MONTHS))
     x_names = lesions.design_matrix()[1]
-    coords = {**lr_coords(lesions, x_names), "interval": interval_labels(cuts)}
+    coords = {**_coords(spec, lesions, x_names), "interval": interval_labels(cuts)}
     with pm.Model(coords=coords) as model:
         b = _lesion_block(spec, lesions)
         e_lower = exposure(lesions.lower, cuts)
@@ -224,6 +235,31 @@ def build_lr_pwe_model(spec: AnalysisSpec, lesions: LesionTable) -> pm.Model:
                       random=_pwe_random_factory(cuts), observed=b["lower"], dims="lesion")
         _death_block(spec, b["patients"])
     return model
+
+
+def reference_subgroups(spec: AnalysisSpec, lesions: LesionTable) -> np.ndarray:
+    """z_ref − z̄ of the reference lesion (``[model] reference_lesion``): a subgroup it names
+    (0/1; ``margin_lt_5mm`` also through ``margin_mm``) at that level, any other at its mean
+    (centred value 0), like the covariates of :func:`reference_design`."""
+    from bayes_ablation.data.lesions import MARGIN_THRESHOLD_MM
+    from bayes_ablation.errors import SpecError
+
+    ref = dict(spec.model_options.get("reference_lesion", {}))
+    names = subgroup_columns(spec)
+    mean = lesions.frame[names].to_numpy(float).mean(axis=0)
+    out = np.zeros(len(names))
+    for j, g in enumerate(names):
+        value = ref.get(g)
+        if value is None and g == "margin_lt_5mm" and isinstance(ref.get("margin_mm"),
+                                                                 int | float):
+            value = float(ref["margin_mm"] < MARGIN_THRESHOLD_MM)
+        if value is None:
+            continue
+        if isinstance(value, bool) or value not in (0, 1):
+            raise SpecError(spec.source_path, [f"[model] reference_lesion {g} must be 0 or 1 "
+                                               f"(a subgroup indicator), got {value!r}"])
+        out[j] = float(value) - mean[j]
+    return out
 
 
 def reference_design(spec: AnalysisSpec, lesions: LesionTable) -> np.ndarray:

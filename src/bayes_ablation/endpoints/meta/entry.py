@@ -16,19 +16,34 @@ import xarray as xr
 from bayes_ablation.endpoints.meta import estimands, model
 from bayes_ablation.endpoints.meta.sbc import ADAPTER as NORMAL_NORMAL_ADAPTER
 from bayes_ablation.endpoints.meta.sbc_ipd import ADAPTER as IPD_AD_ADAPTER
-from bayes_ablation.endpoints.registry import Endpoint, Family, Prepared
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
+
+
+def _meta_cfuncs() -> tuple[Any, Any]:
+    from bayes_ablation.endpoints.pfs import numba_kernels
+
+    return numba_kernels.meta_cfuncs()
+
+
+def _meta_kernel() -> KernelParts:
+    from bayes_ablation.endpoints.meta import fastpath
+
+    return KernelParts(plan=fastpath.meta_plan, buffer=fastpath.meta_buffer,
+                       cfuncs=_meta_cfuncs)
+
 
 NORMAL_NORMAL = Family(name="normal_normal", endpoint="meta",
                        build=model.build_normal_normal_model,
-                       sbc_adapter=NORMAL_NORMAL_ADAPTER)
+                       kernel=_meta_kernel(), sbc_adapter=NORMAL_NORMAL_ADAPTER)
 WEIBULL_IPD_AD = Family(name="weibull_ipd_ad", endpoint="meta",
-                        build=model.build_weibull_ipd_ad_model, sbc_adapter=IPD_AD_ADAPTER)
+                        build=model.build_weibull_ipd_ad_model, kernel=_meta_kernel(),
+                        sbc_adapter=IPD_AD_ADAPTER)
 
 
 def prepare(spec: AnalysisSpec, patients: Any, lesions: Any = None) -> Prepared:
-    raise BayesAblationError(f"spec {spec.name!r} pools studies (endpoint 'meta'): use "
+    raise InputError(f"spec {spec.name!r} pools studies (endpoint 'meta'): use "
                              "fit_meta(spec, studies) or 'bayes-ablation meta'")
 
 

@@ -222,6 +222,12 @@ class ExactPosterior:
         variances = np.vstack([c["v"][None, :], theta_var, (c["v"] + tau**2)[None, :]])
         return means, variances
 
+    def theta_new_components(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """θ_new | y as the quadrature's normal mixture: (weights, means, sds) over the rule's
+        nodes in u = log τ (weights sum to 1), e.g. to draw from the MAP distribution."""
+        a, b = self._components(self._u)
+        return self._w.copy(), a[-1].copy(), np.sqrt(b[-1])
+
     @property
     def quantities(self) -> list[str]:
         return ["mu", *[f"theta[{s}]" for s in self.studies], "theta_new"]

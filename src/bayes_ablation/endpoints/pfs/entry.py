@@ -18,7 +18,7 @@ from bayes_ablation.endpoints.pfs import estimands, loglik, model, predictive
 from bayes_ablation.endpoints.pfs.sbc import ADAPTER as WEIBULL_ADAPTER
 from bayes_ablation.endpoints.pfs.sbc_pwe import ADAPTER as PWE_ADAPTER
 from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
-from bayes_ablation.errors import BayesAblationError
+from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 
 
@@ -35,6 +35,18 @@ def _weibull_kernel() -> KernelParts:
                        cfuncs=_weibull_cfuncs)
 
 
+def _pwe_cfuncs() -> tuple[Any, Any]:
+    from bayes_ablation.endpoints.pfs import numba_kernels
+
+    return numba_kernels.pwe_cfuncs()
+
+
+def _pwe_kernel() -> KernelParts:
+    from bayes_ablation.endpoints.pfs import fastpath
+
+    return KernelParts(plan=fastpath.pwe_plan, buffer=fastpath.pwe_buffer, cfuncs=_pwe_cfuncs)
+
+
 WEIBULL = Family(
     name="weibull", endpoint="pfs", build=model.build_weibull_model,
     log_cumhaz=estimands.weibull_log_cumhaz,
@@ -46,18 +58,20 @@ PIECEWISE_EXPONENTIAL = Family(
     name="piecewise_exponential", endpoint="pfs", build=model.build_pwe_model,
     log_cumhaz=estimands.pwe_log_cumhaz, extra_estimands=estimands.pwe_extra_estimands,
     simulate_event_times=predictive.pwe_event_times,
-    patient_loglik=loglik.pwe_patient_loglik, sbc_adapter=PWE_ADAPTER)
+    patient_loglik=loglik.pwe_patient_loglik, kernel=_pwe_kernel(), sbc_adapter=PWE_ADAPTER)
 
 
 def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: Any = None) -> Prepared:
     if lesions is not None:
-        raise BayesAblationError(f"spec {spec.name!r} (endpoint pfs) is fitted on the patient "
+        raise InputError(f"spec {spec.name!r} (endpoint pfs) is fitted on the patient "
                                  "table alone; lesions= is for the local_recurrence endpoint")
     return Prepared(
         model_data=patients,
         provenance={"data_source": patients.source, "data_sha256": patients.sha256,
                     "n_patients": patients.n_patients, "arms": list(patients.arms),
-                    "sites": list(patients.sites)},
+                    "sites": list(patients.sites),
+                    **({"input_mapping": patients.extra["input_mapping"]}
+                       if "input_mapping" in patients.extra else {})},
         summary=patients.summary(), arms=tuple(patients.arms), tables={"patients": patients})
 
 

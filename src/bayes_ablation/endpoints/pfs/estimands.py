@@ -11,6 +11,12 @@ import numpy as np
 import xarray as xr
 
 from bayes_ablation.endpoints.registry import family, family_part
+from bayes_ablation.endpoints.subgroups import (
+    arm_offsets,
+    cdata_subgroups,
+    subgroup_estimands,
+    subgroup_probabilities,
+)
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.survival.estimands import (
     MEDIAN_GRID_POINTS,
@@ -98,7 +104,11 @@ def survival_at(idata: Any, spec: AnalysisSpec, times: np.ndarray,
         x = np.asarray(idata.constant_data["x"].values)
     site_sd = None if site_target == "average" else site_sd_by_arm(post, arms_of(post))
     log_cumhaz = family_part(spec.model, "log_cumhaz")(post, np.asarray(times, float), spec)
-    return survival_curves(log_cumhaz, covariate_offsets(post, x), site_sd)
+    offsets = covariate_offsets(post, x)
+    if "delta_subgroup" in post:  # subgroup interactions: each arm over its own offsets
+        indicator, mean = cdata_subgroups(idata.constant_data)
+        offsets = arm_offsets(post, x, indicator, mean, arms_of(post))
+    return survival_curves(log_cumhaz, offsets, site_sd)
 
 
 def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
@@ -139,6 +149,7 @@ def compute_estimands(idata: Any, spec: AnalysisSpec) -> xr.Dataset:
     extra = family(spec.model).extra_estimands
     if extra is not None:
         out.update(extra(post, spec))
+    out.update(subgroup_estimands(post, idata.constant_data))
     ds = xr.Dataset(out)
     ds["time"].attrs["units"] = "months"
     ds.attrs["rmst_tau_months"] = est.rmst_tau_months
@@ -154,4 +165,5 @@ def probabilities(estimands: xr.Dataset) -> dict[str, float]:
         for c in probs["threshold"].values:
             out[f"P(HR<{c:g}) [{treatment}]"] = float(probs.sel(treatment=treatment,
                                                                 threshold=c))
+    out.update(subgroup_probabilities(estimands))
     return out

@@ -79,6 +79,9 @@ def pwe_cell_loglik(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
     cells = xr.Dataset({
         "arm_idx": cdata["cell_arm_idx"], "site_idx": cdata["cell_site_idx"],
         **({"x": cdata["cell_x"]} if "cell_x" in cdata else {}),
+        **({"subgroup_indicator": cdata["cell_subgroup_indicator"],
+            "subgroup_mean": cdata["subgroup_mean"]}
+           if "cell_subgroup_indicator" in cdata else {}),
     })
     arm = np.asarray(cdata["cell_arm_idx"].values, dtype=int)
     interval = np.asarray(cdata["cell_interval_idx"].values, dtype=int)

@@ -85,6 +85,7 @@ from bayes_ablation.endpoints.hierarchy import (
     site_effects,
 )
 from bayes_ablation.endpoints.priors import LOCATION_FAMILIES, prior, shifted_prior
+from bayes_ablation.endpoints.subgroups import subgroup_columns, subgroup_data, subgroup_terms
 from bayes_ablation.spec.plan import AnalysisSpec
 
 
@@ -101,20 +102,28 @@ def weibull_random(log_lam: Any, k: Any, event: Any, rng: np.random.Generator | 
     return (rng.exponential(size=size) / np.exp(log_lam)) ** (1.0 / k)
 
 
-def patient_coords(patients: PatientTable, covariate_names: list[str]) -> dict[str, Any]:
-    return {
+def patient_coords(patients: PatientTable, covariate_names: list[str],
+                   subgroups: list[str] | None = None) -> dict[str, Any]:
+    coords = {
         "arm": list(patients.arms),
         "treatment": list(patients.treatments),
         "site": list(patients.sites),
         "patient": patients.frame["patient_id"].tolist(),
         "covariate": covariate_names,
     }
+    if subgroups:
+        coords["subgroup"] = list(subgroups)
+    return coords
 
 
 def linear_predictor(spec: AnalysisSpec, arm_idx: Any, site_idx: Any, x: Any,
                      n_covariates: int, centring: tuple[Any, Any] | None = None,
-                     treatment_effect: Any = None) -> Any:
+                     treatment_effect: Any = None, subgroups: tuple[Any, Any] | None = None
+                     ) -> Any:
     """η = β_arm + x γ + site effects; creates ``log_hr``, ``hr`` and ``beta_covariates``.
+
+    ``subgroups``: (indicator, mean) data of the spec's subgroups: adds their main effects and
+    treatment interactions (:func:`~bayes_ablation.endpoints.subgroups.subgroup_terms`).
 
     ``centring``: site-effect parameterisation weights (see ``hierarchy.site_effects``).
     ``treatment_effect`` (per patient, 0 on the reference arm) replaces β_arm when the effect
@@ -128,6 +137,8 @@ def linear_predictor(spec: AnalysisSpec, arm_idx: Any, site_idx: Any, x: Any,
     if n_covariates:
         beta = prior("beta_covariates", spec.priors["beta_covariates"], dims="covariate")
         eta = eta + pt.dot(x, beta)
+    if subgroups is not None:
+        eta = eta + subgroup_terms(spec, *subgroups, arm_idx)
     return eta
 
 
@@ -192,19 +203,21 @@ def build_weibull_model(spec: AnalysisSpec, patients: PatientTable) -> pm.Model:
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
     counts = nelson_aalen_counts(patients.time, patients.event, patients.arm_idx,
                                  patients.site_idx, len(patients.sites), len(patients.arms))
-    with pm.Model(coords=patient_coords(patients, covariate_names)) as model:
+    coords = patient_coords(patients, covariate_names, subgroup_columns(spec))
+    with pm.Model(coords=coords) as model:
         arm_idx = pm.Data("arm_idx", patients.arm_idx, dims="patient")
         site_idx = pm.Data("site_idx", patients.site_idx, dims="patient")
         event = pm.Data("event", patients.event.astype(float), dims="patient")
         time = pm.Data("time_months", patients.time, dims="patient")
         x_data = pm.Data("x", x, dims=("patient", "covariate"))
         centring = site_centring_data(spec, *counts)
+        subgroups = subgroup_data(spec, patients, "patient")
 
         alpha = prior("log_cumhaz_ref", spec.priors["log_cumhaz_ref"])
         k = prior("weibull_shape", spec.priors["weibull_shape"])
         pm.Deterministic("log_lambda0", alpha - k * np.log(t_ref))
         eta = linear_predictor(spec, arm_idx, site_idx, x_data, len(covariate_names),
-                               centring=centring)
+                               centring=centring, subgroups=subgroups)
         log_lam = alpha - k * np.log(t_ref) + eta
         pm.CustomDist("y", log_lam, k, event, logp=custom_logp, random=weibull_random,
                       observed=time, dims="patient")
@@ -314,7 +327,7 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
         cells = aggregate(patients, cuts)
     x_patients, covariate_names, _ = patients.design_matrix()
     x_cells, _ = cell_design(cells, patients)
-    coords = patient_coords(patients, covariate_names) | {
+    coords = patient_coords(patients, covariate_names, subgroup_columns(spec)) | {
         "interval": interval_labels(cuts),
         "cut": [f"{c:g}" for c in cuts],
         "cell": np.arange(len(cells)),
@@ -340,6 +353,13 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
         pm.Data("time_months", patients.time, dims="patient")
         pm.Data("x", x_patients, dims=("patient", "covariate"))
         pm.Data("interval_start", np.concatenate([[0.0], cuts]), dims="interval")
+        cell_subgroups = None
+        if subgroup_columns(spec):
+            subgroup_data(spec, patients, "patient")     # per patient (PPC, LOO, estimands)
+            cell_subgroups = (
+                pm.Data("cell_subgroup_indicator", cells[subgroup_columns(spec)].to_numpy(float),
+                        dims=("cell", "subgroup")),
+                model["subgroup_mean"])
         # sufficient statistics
         cell_arm = pm.Data("cell_arm_idx", cells["arm_idx"].to_numpy(), dims="cell")
         cell_site = pm.Data("cell_site_idx", cells["site_idx"].to_numpy(), dims="cell")
@@ -381,7 +401,8 @@ def build_pwe_model(spec: AnalysisSpec, patients: PatientTable, *,
                 treatment_effect = pt.concatenate([pt.zeros(1), log_hr])[cell_arm]
             deviation_full = pt.concatenate([pt.zeros((1, len(cuts) + 1)), deviation], axis=0)
         eta = linear_predictor(spec, cell_arm, cell_site, cell_x, len(covariate_names),
-                               centring=(w_site, w_site_arm), treatment_effect=treatment_effect)
+                               centring=(w_site, w_site_arm), treatment_effect=treatment_effect,
+                               subgroups=cell_subgroups)
         if time_varying:
             log_hr_interval = pm.Deterministic(
                 "log_hr_interval", model["log_hr"][:, None] + deviation,

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from bayes_ablation.endpoints.registry import family_part
+from bayes_ablation.endpoints.subgroups import cdata_subgroups, subgroup_eta
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.survival.predictive import censoring_times, thin
 
@@ -35,6 +36,8 @@ def linear_predictor(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
     if "beta_covariates" in post and "x" in cdata and cdata["x"].size:
         beta = post["beta_covariates"].transpose("sample", "covariate").values
         eta = eta + beta @ np.asarray(cdata["x"].values, float).T
+    if "delta_subgroup" in post:  # subgroup main effects and treatment interactions
+        eta = eta + subgroup_eta(post, *cdata_subgroups(cdata), arm)
     return eta
 
 

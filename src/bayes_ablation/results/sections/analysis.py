@@ -204,6 +204,11 @@ ESTIMAND_INFO: dict[str, tuple[str, str]] = {
     "theta_new": ("Log hazard ratio in a new study θ_new (prediction)", "log scale"),
     "hr_theta_new": ("Hazard ratio in a new study e^θ_new (prediction)", "ratio"),
     "tau": ("Between-study sd of the log hazard ratio τ", "log scale (sd)"),
+    "hr_subgroup": ("Hazard ratio in each subgroup level (other subgroups at their mean)",
+                    "ratio"),
+    "delta_subgroup": ("Log HR difference between subgroup levels (1 − 0)", "log scale"),
+    "hr_ratio_subgroup": ("Ratio of the subgroup levels' hazard ratios (1 vs 0)", "ratio"),
+    "sigma_subgroup": ("SD of the treatment-by-subgroup interactions (τ_sub)", "log scale"),
 }
 _POPULATION_WORDS = {"average": "average site", "new": "new site",
                      "typical_patient": "typical patient (frailty 0, average site)",
@@ -232,6 +237,9 @@ def grouped_estimands(result: AnalysisResult) -> list[tuple[str, pd.DataFrame]]:
                 item["comparison"] = f"{r['treatment']} vs {ref}"
             if _present(r.get("arm")):
                 item["arm"] = r["arm"]
+            for col in ("subgroup_level", "subgroup"):
+                if _present(r.get(col)):
+                    item["subgroup"] = r[col]
             population = [_POPULATION_WORDS.get(str(r[c]), str(r[c]))
                           for c in ("lesion_target", "population", "site_target")
                           if c in r and _present(r[c])]

@@ -21,6 +21,8 @@ from bayes_ablation.results.sections.analysis import (
     posterior_figures,
     trace_figure,
 )
+from bayes_ablation.results.sections.confounding import confounding_section
+from bayes_ablation.results.sections.subgroups import subgroups_section
 from bayes_ablation.survival.piecewise import DEFAULT_CUTS_MONTHS
 
 #: the competing-event and frailty quantities traced besides the standard ones
@@ -142,10 +144,9 @@ def lr_figures(result: AnalysisResult, population: str = "average_site") -> list
     prob = spec.estimands.interval_prob
     t_max = max(spec.estimands.times_months)
     grid = np.linspace(0.0, t_max, int(t_max) + 1)[1:]
-    x = np.asarray(cdata["x"].values) if "x" in cdata else None
-    x_ref = np.asarray(cdata["x_reference"].values) if "x_reference" in cdata else None
-    offsets = {"reference lesion": elr.reference_offsets(post, x_ref),
-               "observed lesion mix (standardised)": elr.lesion_mix_offsets(post, x)}
+    targets = elr.target_offsets(post, cdata)
+    offsets = {"reference lesion": targets["reference"],
+               "observed lesion mix (standardised)": targets["standardised"]}
     panels = {title: elr.lr_cif(post, spec, grid, off, population)
               for title, off in offsets.items()}
     lesions, patients = surveillance_tables(result, t_max)
@@ -201,9 +202,11 @@ def lr_report(result: AnalysisResult) -> Report:
     lr = lr_figures(result)
     ppc = [f for f in lr if f.name in ("ppc_lr_counts", "lr_cumulative_incidence_check")]
     checks = checks_section(result, ppc)
+    sections = [s for s in (model_section(result), subgroups_section(result),
+                            confounding_section(result)) if s is not None]
     figures = (posterior_figures(result) + hr_figure(result) + trace_figure(result)
                + [f for f in lr if f not in ppc])
     if checks is None:
         figures += ppc
-    return analysis_report(result, estimands_note_html=note, sections=[model_section(result)],
+    return analysis_report(result, estimands_note_html=note, sections=sections,
                            figures=figures, checks=[checks] if checks else [])

@@ -17,6 +17,8 @@ from bayes_ablation.results.sections.analysis import (
     posterior_figures,
     trace_figure,
 )
+from bayes_ablation.results.sections.confounding import confounding_section
+from bayes_ablation.results.sections.subgroups import subgroups_section
 
 
 def estimands_note(result: AnalysisResult) -> str:
@@ -141,10 +143,16 @@ def km_check_section(result: AnalysisResult, figures: list[FigureSpec] | None = 
 
 @register_report("pfs")
 def pfs_report(result: AnalysisResult) -> Report:
+    from bayes_ablation.results.sections.borrowing import borrowing_section
+
     survival = survival_figures(result)
     ppc = [f for f in survival if f.name.startswith("ppc_")]
     km = km_check_section(result, ppc)
+    borrowed = borrowing_section(result)
     figures = ([f for f in survival if f not in ppc] + posterior_figures(result)
                + interval_figures(result) + hr_figure(result) + trace_figure(result))
+    confounding = confounding_section(result)
+    sub = subgroups_section(result)
     return analysis_report(result, estimands_note_html=estimands_note(result),
-                           figures=figures, checks=[km] if km else [])
+                           figures=figures, checks=[km] if km else [],
+                           sections=[s for s in (sub, confounding, borrowed) if s])

@@ -109,7 +109,7 @@ def interim_look(design: Design | str | Path, data: DatedTable | pd.DataFrame | 
     except ValueError as exc:
         raise MonitoringInputError(str(exc)) from exc
     dated = data if isinstance(data, DatedTable) else read_dated(
-        data, covariates=design.spec.covariates)
+        data, covariates=design.spec.covariates, spec=design.spec)
     out = _report_folder(out)
     # check the ledger before spending minutes on the fit
     with Ledger.open(ledger) as book:

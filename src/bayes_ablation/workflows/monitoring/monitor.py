@@ -138,6 +138,8 @@ def run_look(design: Design, dated: DatedTable, cut_date: dt.date, *, look: int 
             "by_arm": {str(a): {"patients": int(r["patients"]), "events": int(r["events"])}
                        for a, r in summary.iterrows()},
             "cut_table_sha256": patients.sha256,
+            **({"input_mapping": dated.extra["input_mapping"]}
+               if "input_mapping" in dated.extra else {}),
         },
         "comparison": f"{treatment} vs {patients.reference_arm}",
         "posterior": {

@@ -198,6 +198,8 @@ def draws_from_posterior(idata: Any, spec: Any, data_sites: tuple[str, ...],
             u[:, pos[s]] = u_data[:, k]
     if "v_site_arm" in th:
         raise ValueError("predictive probabilities do not support site x arm random slopes yet")
+    if "delta_subgroup" in th:
+        raise ValueError("predictive probabilities do not support subgroup effects yet")
     beta = th["beta_covariates"].transpose("sample", "covariate").values \
         if "beta_covariates" in th else None
     if spec.model == "weibull":

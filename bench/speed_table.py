@@ -1,0 +1,250 @@
+"""Every row of issue 13's speed table in one run: ours (whole ``bayes-ablation`` command, process
+start → finished bundle with report) against its baseline measured in this same run — brms/Stan,
+or the 10³-patient run of the same spec, or the covariate-free fit of the same file.
+
+    PYTHONHASHSEED=0 python bench/speed_table.py [--skip-brms] [--skip-million] [--append FILE]
+
+Rows:
+
+* ``pwe_1e3`` / ``pwe_1e6``: the piecewise-exponential spec on 10³ and 10⁶ simulated patients
+  (40 sites, true log HR −0.3): ratio 10⁶ / 10³, log HR error, gate;
+* ``weibull_400x8``: the Weibull spec (the demo's shape) vs brms
+  ``bf(time | cens(1 - event) ~ arm + (1|site))``, family Weibull, 4 × 1000 draws;
+* ``weibull_20000x40``: the Weibull spec at 20,000 patients / 40 sites: gate and min ESS;
+* ``covariates_668``: 668 patients / 6 sites with 5 covariates vs the same file without;
+* ``lr_900x400x8``: the lesion LR spec on ≈900 lesions / 400 patients / 8 sites vs brms
+  ``bf(time | cens(1 - event) ~ arm + (1|site) + (1|patient_id))`` at adapt_delta 0.95
+  (lesion time = the scan that found the recurrence, or the last negative scan);
+* ``compile_second_process``: compile seconds and ``compile_cache_hit`` of every shipped
+  family in a second fresh process (the first warms the disk cache).
+
+brms rows need R and brms (Debian: ``apt-get install r-cran-brms r-cran-survival``); without
+them they print "skipped" with that hint. Machines here are shared: the load average is printed
+with every row; compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from cli_run import ROOT, run_cli, timed_fit
+
+MODELS = ROOT / "models"
+BRMS_SCRIPT = Path(__file__).resolve().parent / "brms_reference.R"
+BRMS_HINT = ("needs R + brms: apt-get install r-cran-brms r-cran-survival; Debian's r-cran-bh "
+             "also needs ln -s /usr/include /usr/lib/R/site-library/BH/include")
+
+
+def brms_available() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    probe = subprocess.run(["Rscript", "-e", "library(brms); library(jsonlite); "
+                            "stopifnot(system.file('include', package = 'BH') != '')"],
+                           capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+def brms_fit(csv: Path, kind: str, adapt_delta: float) -> dict:
+    """brms compile + sampling (4 × 1000 draws after 1000 warm-up) in a fresh R process."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["Rscript", str(BRMS_SCRIPT), str(csv), kind, "1000",
+                           str(adapt_delta)], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"brms failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = wall
+    return out
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def ours(spec: Path, data: Path, out: Path, lesions: Path | None = None) -> dict:
+    wall, summary, _ = timed_fit(spec, data, out, lesions=lesions)
+    diag = summary["diagnostics"]
+    timings = summary["provenance"]["timings_seconds"]
+    return {"wall_s": round(wall, 2), "gate": "pass" if diag["passed"] else "FAIL",
+            "divergences": diag["divergences"], "ess_bulk_min": round(diag["ess_bulk_min"]),
+            "ess_tail_min": round(diag["ess_tail_min"]), "rhat_max": round(diag["rhat_max"], 4),
+            "compile_s": round(timings.get("compile", float("nan")), 2),
+            "compile_cache_hit": timings.get("compile_cache_hit"),
+            "sampling_s": round(timings.get("sampling", float("nan")), 2),
+            "log_hr": log_hr_mean(out), "load": load(),
+            "stages": {k: round(v, 2) for k, v in timings.items() if isinstance(v, float)}}
+
+
+def log_hr_mean(out: Path) -> float | None:
+    import pandas as pd
+
+    table = pd.read_csv(out / "estimands.csv")
+    rows = table[table["label"].str.startswith("log_hr[") & ~table["label"].str.contains(",")]
+    return round(float(rows["mean"].iloc[0]), 4) if len(rows) else None
+
+
+# ------------------------------------------------------------------------------------- data
+
+def weibull_csv(n: int, sites: int, path: Path, seed: int) -> None:
+    from bayes_ablation.data.simulate import simulate_trial
+
+    simulate_trial(n, sites, -0.3, seed=seed).frame.to_csv(path, index=False)
+
+
+def lr_tables(folder: Path, seed: int = 3) -> tuple[Path, Path, Path, int]:
+    """≈900 lesions / 400 patients / 8 sites: (patients.csv, lesions.csv, brms csv, lesions)."""
+    import pandas as pd
+
+    from bayes_ablation.data.simulate_lr import simulate_lr_trial
+
+    sim = simulate_lr_trial(400, 8, seed=seed)
+    patients, lesions = folder / "lr_patients.csv", folder / "lr_lesions.csv"
+    sim.patients.to_csv(patients, index=False)
+    sim.lesions.to_csv(lesions, index=False)
+    merged = sim.lesions.merge(sim.patients[["patient_id", "site", "arm"]], on="patient_id")
+    event = merged["lr_upper_months"].notna()
+    brms = pd.DataFrame({"time": np.where(event, merged["lr_upper_months"],
+                                          merged["lr_lower_months"]),
+                         "event": event.astype(int), "arm": merged["arm"],
+                         "site": merged["site"], "patient_id": merged["patient_id"]})
+    brms = brms[brms["time"] > 0]
+    csv = folder / "lr_brms.csv"
+    brms.to_csv(csv, index=False)
+    return patients, lesions, csv, len(sim.lesions)
+
+
+def brms_csv(pfs_csv: Path, path: Path) -> Path:
+    import pandas as pd
+
+    pd.read_csv(pfs_csv).rename(columns={"time_months": "time"}).to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------------- main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-brms", action="store_true")
+    parser.add_argument("--skip-million", action="store_true", help="no 10⁶-patient PWE row")
+    parser.add_argument("--append", type=Path, help="append the markdown table to this file")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    import e2e_scaling
+    from covariate_cost import cohort_csv, covariate_spec
+
+    use_brms = not args.skip_brms and brms_available()
+    if not args.skip_brms and not use_brms:
+        print(f"brms rows skipped ({BRMS_HINT})")
+    rows: list[dict] = []
+
+    def emit(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        # a run that warms every disk cache first (not reported)
+        weibull_csv(400, 8, tmp / "w400.csv", seed=11)
+        ours(MODELS / "pfs_weibull_site.toml", tmp / "w400.csv", tmp / "warm")
+
+        # Weibull 400 x 8 vs brms
+        row = {"case": "weibull_400x8", **ours(MODELS / "pfs_weibull_site.toml",
+                                               tmp / "w400.csv", tmp / "o_w400")}
+        if use_brms:
+            b = brms_fit(brms_csv(tmp / "w400.csv", tmp / "w400_brms.csv"), "weibull_site", 0.8)
+            row["baseline"] = (f"brms {b['compile_seconds']:.1f} + {b['sampling_seconds']:.1f}"
+                               f" s, {b['divergences']} div")
+            row["ratio"] = round((b["compile_seconds"] + b["sampling_seconds"]) / row["wall_s"],
+                                 1)
+        emit(row)
+
+        # LR ~900 lesions vs brms at adapt_delta 0.95
+        patients, lesions, lr_brms, n_les = lr_tables(tmp)
+        row = {"case": f"lr_{n_les}x400x8", **ours(MODELS / "local_recurrence_lesion.toml",
+                                                   patients, tmp / "o_lr", lesions=lesions)}
+        if use_brms:
+            b = brms_fit(lr_brms, "lr_frailty", 0.95)
+            row["baseline"] = (f"brms {b['compile_seconds']:.1f} + {b['sampling_seconds']:.1f}"
+                               f" s, {b['divergences']} div")
+            row["ratio"] = round((b["compile_seconds"] + b["sampling_seconds"]) / row["wall_s"],
+                                 1)
+        emit(row)
+
+        # Weibull 20,000 x 40
+        weibull_csv(20000, 40, tmp / "w20k.csv", seed=12)
+        emit({"case": "weibull_20000x40",
+              **ours(MODELS / "pfs_weibull_site.toml", tmp / "w20k.csv", tmp / "o_w20k")})
+
+        # covariates: 668 patients, 5 covariates vs the same file without
+        cohort_csv(tmp / "cohort.csv")
+        base = ours(MODELS / "pfs_weibull_site.toml", tmp / "cohort.csv", tmp / "o_c0")
+        cov = ours(covariate_spec(tmp), tmp / "cohort.csv", tmp / "o_c5")
+        emit({"case": "covariates_668", **cov, "baseline": f"no covariates {base['wall_s']} s",
+              "ratio": round(cov["wall_s"] / base["wall_s"], 2)})
+
+        # PWE 10^3 vs 10^6
+        e2e_scaling.trial_csv(1000, tmp / "p1e3.csv", seed=1)
+        small = ours(MODELS / "pfs_piecewise_site.toml", tmp / "p1e3.csv", tmp / "o_p1e3")
+        emit({"case": "pwe_1e3", **small})
+        if not args.skip_million:
+            e2e_scaling.trial_csv(1_000_000, tmp / "p1e6.csv", seed=2)
+            big = ours(MODELS / "pfs_piecewise_site.toml", tmp / "p1e6.csv", tmp / "o_p1e6")
+            emit({"case": "pwe_1e6", **big, "baseline": f"10³: {small['wall_s']} s",
+                  "ratio": round(big["wall_s"] / small["wall_s"], 2),
+                  "bundle_mb": round(sum(f.stat().st_size for f in (tmp / "o_p1e6").rglob("*")
+                                         if f.is_file()) / 1e6, 1)})
+
+        # second-process compile of every shipped family
+        for spec, data, extra in compile_cases(tmp, patients, lesions):
+            timed = [run_cli(["fit" if extra != "meta" else "meta", "--spec", str(spec),
+                              "--data", str(data), *([] if extra in (None, "meta")
+                                                     else ["--lesions", str(extra)]),
+                              "--out", str(tmp / f"c_{spec.stem}_{k}")])
+                     for k in range(2)]
+            summary = json.loads((tmp / f"c_{spec.stem}_1" / "summary.json").read_text())
+            timings = summary.get("provenance", {}).get("timings_seconds", {})
+            emit({"case": f"compile_second_process:{spec.stem}",
+                  "compile_s": round(timings.get("compile", float("nan")), 2),
+                  "compile_cache_hit": timings.get("compile_cache_hit"),
+                  "wall_s": round(timed[1], 2), "load": load()})
+
+    table = markdown(rows)
+    print(table)
+    if args.append:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with args.append.open("a") as fh:
+            fh.write(f"\n### Issue 13 speed table ({stamp})\n\n"
+                     "`PYTHONHASHSEED=0 PYTENSOR_FLAGS=base_compiledir=$PWD/.cache/pytensor "
+                     ".venv/bin/python bench/speed_table.py`\n\n" + table + "\n")
+
+
+def compile_cases(tmp: Path, patients: Path, lesions: Path) -> list[tuple[Path, Path, object]]:
+    return [(MODELS / "pfs_weibull_site.toml", tmp / "w400.csv", None),
+            (MODELS / "pfs_piecewise_site.toml", tmp / "p1e3.csv", None),
+            (MODELS / "local_recurrence_lesion.toml", patients, lesions),
+            (MODELS / "local_recurrence_lesion_pwe.toml", patients, lesions),
+            (MODELS / "meta_loghr.toml", ROOT / "examples" / "meta" / "crlm_pfs_hr.csv",
+             "meta")]
+
+
+def markdown(rows: list[dict]) -> str:
+    cols = ["case", "wall_s", "baseline", "ratio", "gate", "divergences", "ess_bulk_min",
+            "compile_s", "compile_cache_hit", "sampling_s", "log_hr", "load"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
