@@ -495,7 +495,7 @@ def read_lr_data(patients_path: str | Path | pd.DataFrame,
                             lesions_source=sources[1], reference_arm=reference_arm,
                             covariates=tuple(covariates or ()),
                             patients_sha256=digests[0], lesions_sha256=digests[1],
-                            subgroups=tuple(getattr(spec, "subgroups", ())), **checks)
+                            **{"subgroups": tuple(getattr(spec, "subgroups", ())), **checks})
 
 
 def lr_data_from_frames(patients: pd.DataFrame, lesions: pd.DataFrame, *,
