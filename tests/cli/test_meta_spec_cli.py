@@ -92,12 +92,13 @@ def test_cli_quadrature_writes_a_complete_bundle(tmp_path, capsys):
     sens = pd.read_csv(out / "prior_sensitivity.csv")
     assert len(sens) == 8
     html = (out / "report.html").read_text()
-    for piece in ("Heterogeneity prior sensitivity", "alt='forest'",
-                  "alt='heterogeneity_prior_sensitivity'", "exact quadrature",
+    for piece in ("Heterogeneity prior sensitivity", 'id="fig-forest"',
+                  'id="fig-heterogeneity_prior_sensitivity"', "exact quadrature",
                   "Nordlinger"):
         assert piece in html, piece
     assert {p.name for p in (out / "figures").iterdir()} == {
-        "forest.png", "heterogeneity_prior_sensitivity.png", "tau_prior_posterior.png"}
+        "forest.png", "heterogeneity_prior_sensitivity.png", "tau_prior_posterior.png",
+        "prior_posterior.png"}
     import xarray as xr
     tree = xr.open_datatree(out / "posterior.nc", engine="h5netcdf")
     assert "tau_posterior" in tree["estimands"]

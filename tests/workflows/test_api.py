@@ -76,7 +76,7 @@ def test_report_writes_one_self_contained_html(fit600, tmp_path):
     path = fit600.report(tmp_path / "r" / "report.html")
     text = path.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
-    for heading in ("Pre-specified priors", "Estimands", "Figures", "Convergence diagnostics",
+    for heading in ("Pre-specified priors", "Estimands", "Figures", "Diagnostics",
                     "Provenance", "Posterior predictive checks"):
         assert f"<h2>{heading}</h2>" in text
     assert list(tmp_path.joinpath("r").iterdir()) == [path]

@@ -126,7 +126,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"'fit' does not handle endpoint {spec.endpoint!r}{hint}")
     result = fitter(spec, args)
     say(f"writing bundle {args.out}")
-    result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet)
+    result.save(args.out, force=args.force, posterior_format=args.format, progress=not args.quiet,
+                figure_format=args.figure_format)
     _print_result(result, args.out)
     if not result.diagnostics.passed and args.strict:
         say("diagnostics gate FAILED (--strict): exit code 3")
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit with code 3 when the convergence gate fails")
     p.add_argument("--format", choices=("netcdf", "zarr"), default="netcdf",
                    help="posterior file format")
+    p.add_argument("--figure-format", choices=("png", "svg", "pdf"), default="png",
+                   help="figures/ also holds each figure as SVG or PDF for publication "
+                        "(PNG always: the report embeds it)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--log-likelihood", choices=("bounded", "all", "none"), default="bounded",
                    dest="log_likelihood",

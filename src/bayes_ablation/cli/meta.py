@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exit with code 3 when the MCMC convergence gate fails")
     p.add_argument("--format", choices=("netcdf", "zarr"), default="netcdf",
                    help="posterior file format")
+    p.add_argument("--figure-format", choices=("png", "svg", "pdf"), default="png",
+                   help="figures/ also holds each figure as SVG or PDF for publication "
+                        "(PNG always: the report embeds it)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     g = p.add_argument_group("sampler overrides for --method mcmc (recorded; change the spec "
                              "hash)")
@@ -87,7 +90,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
                       progress=not args.quiet and sys.stderr.isatty())
     say(f"writing bundle {args.out}")
     result.save(args.out, force=args.force, posterior_format=args.format,
-                progress=not args.quiet)
+                progress=not args.quiet, figure_format=args.figure_format)
     print_meta_result(result, args.out)
     if not result.gate_passed and args.strict:
         say("diagnostics gate FAILED (--strict): exit code 3")

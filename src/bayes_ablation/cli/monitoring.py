@@ -25,7 +25,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         data = adam.read(args, design.spec, require_dates=True).dated
     look = interim_look(design, data, args.cut, ledger=args.ledger, out=args.out,
                         strict=args.strict, progress=not args.quiet and sys.stderr.isatty(),
-                        say=say)
+                        say=say, figure_format=args.figure_format)
     if not look.recorded:
         say("diagnostics gate FAILED (--strict): nothing recorded, exit code 3")
         return 3
@@ -94,6 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="report folder (replaced atomically at each look)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 3 (recording nothing) when the convergence gate fails")
+    p.add_argument("--figure-format", choices=("png", "svg", "pdf"), default="png",
+                   help="the report's figures/ also holds each figure as SVG or PDF for publication "
+                        "(PNG always: the report embeds it)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_adam_arguments(p)
     p.set_defaults(func=cmd_monitor)

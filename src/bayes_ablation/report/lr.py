@@ -16,12 +16,25 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 def cif_figure(panels: Mapping[str, xr.DataArray], death_free: xr.DataArray, grid: np.ndarray,
-               interval_prob: float = 0.95, population: str = "average_site") -> Figure:
+               interval_prob: float = 0.95, population: str = "average_site",
+               under_surveillance: Mapping[str, Any] | None = None,
+               followed: Mapping[str, Any] | None = None) -> Figure:
     """CIF of LR by arm over time (posterior median and band) for each panel (e.g. reference
     lesion, standardised lesion mix), with death-free survival: draws (chain, draw, arm, time)
-    on ``grid`` (months)."""
+    on ``grid`` (months). Under the CIF panels, the lesions under surveillance per arm
+    (``under_surveillance``: ``{"times": [...], "counts": {arm: [...]}}``); under the
+    death-free panel the patients still followed (``followed``, same form)."""
+    from bayes_ablation.report.plots import risk_table
+
     lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(13, 4.2))
+    ncols = len(panels) + 1
+    tables = under_surveillance is not None
+    n_rows = len(under_surveillance["counts"]) if tables else 0
+    table_h = 0.24 * n_rows + 0.5 if tables else 0.0
+    fig = plt.figure(figsize=(13, 4.2 + table_h))
+    gs = fig.add_gridspec(2 if tables else 1, ncols,
+                          height_ratios=[3.4, table_h] if tables else [1])
+    axes = [fig.add_subplot(gs[0, k]) for k in range(ncols)]
     for ax, (title, cif) in zip(axes[:-1], panels.items(), strict=True):
         _bands(ax, cif, grid, lo, hi)
         ax.set_title(f"CIF of LR: {title}", fontsize=10)
@@ -33,9 +46,21 @@ def cif_figure(panels: Mapping[str, xr.DataArray], death_free: xr.DataArray, gri
         ax.set_xlabel("months since ablation")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
+    if tables:
+        for k, ax in enumerate(axes):
+            table = followed if k == ncols - 1 else under_surveillance
+            if table is None:
+                continue
+            axr = fig.add_subplot(gs[1, k], sharex=ax)
+            risk_table(axr, table["times"], table["counts"], table.get("label", ""))
+            ax.set_xticks(table["times"])
     fig.suptitle(f"Posterior medians and {interval_prob:.0%} bands "
                  f"({population.replace('_', ' ')})")
-    fig.tight_layout()
+    if tables:
+        fig.subplots_adjust(left=0.1, right=0.99, top=0.9, bottom=0.04, wspace=0.38,
+                            hspace=0.45)
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
+from typing import Any
 
 import matplotlib
 
@@ -35,16 +36,53 @@ def _label_inches(labels: Sequence[str], fontsize: float = 10.0) -> float:
     return max((len(s) for s in labels), default=1) * 0.6 * fontsize / 72.0
 
 
+def with_risk_table(n_rows: int, width: float = 7.0, height: float = 4.5
+                    ) -> tuple[Figure, Any, Any]:
+    """A figure with a main axis and, under it, a strip for a numbers-at-risk table of
+    ``n_rows`` rows sharing its time axis: (figure, main axis, table axis)."""
+    table_h = 0.24 * n_rows + 0.45
+    fig = plt.figure(figsize=(width, height + table_h))
+    gs = fig.add_gridspec(2, 1, height_ratios=[height - 1.0, table_h])
+    ax = fig.add_subplot(gs[0])
+    axr = fig.add_subplot(gs[1], sharex=ax)
+    return fig, ax, axr
+
+
+def risk_table(axr: Any, times: Sequence[float], counts: Mapping[str, Sequence[int]],
+               label: str = "Number at risk") -> None:
+    """Numbers at risk (one row per group, coloured as its curve) at ``times``, drawn on
+    ``axr`` (an axis sharing the curve's time axis)."""
+    n = len(counts)
+    for i, row in enumerate(counts.values()):
+        for t, v in zip(times, row, strict=True):
+            axr.text(t, n - 1 - i, f"{v:d}", ha="center", va="center", fontsize=8.5,
+                     color=color(i))
+    axr.set_ylim(-0.6, n - 0.4)
+    axr.set_yticks(range(n)[::-1], [str(g) for g in counts])
+    for i, tick in enumerate(axr.get_yticklabels()):
+        tick.set_color(color(i))
+        tick.set_fontsize(8.5)
+    axr.tick_params(axis="both", length=0, labelbottom=False)
+    for spine in axr.spines.values():
+        spine.set_visible(False)
+    axr.set_title(label, loc="left", fontsize=9, fontweight="bold")
+
+
 def km_with_posterior(observed: xr.Dataset, curves: xr.DataArray, interval_prob: float = 0.95,
-                      title: str = "Kaplan–Meier and posterior survival (average site)"
-                      ) -> Figure:
-    """Observed KM per arm (steps) over the posterior median and band of S_arm(t).
+                      title: str = "Kaplan–Meier and posterior survival (average site)",
+                      at_risk: Mapping[str, Any] | None = None) -> Figure:
+    """Observed KM per arm (steps) over the posterior median and band of S_arm(t), with the
+    numbers at risk per arm under the time axis.
 
     ``observed``: a ``km_ppc`` Dataset (uses ``observed``); ``curves``: draws (chain, draw, arm,
-    time) of model survival.
+    time) of model survival; ``at_risk``: ``{"times": [...], "counts": {arm: [...]}}``.
     """
     lo, hi = (1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    arms = [str(a) for a in curves["arm"].values]
+    if at_risk:
+        fig, ax, axr = with_risk_table(len(at_risk["counts"]))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
     t = curves["time"].values
     for i, arm in enumerate(curves["arm"].values):
         c = curves.sel(arm=arm).stack(s=("chain", "draw")).values
@@ -55,12 +93,51 @@ def km_with_posterior(observed: xr.Dataset, curves: xr.DataArray, interval_prob:
             ax.step(observed["time"].values, observed["observed"].sel(group=arm).values,
                     where="post", color=color(i), lw=1.2, ls="--", label=f"{arm}: Kaplan–Meier")
     ax.set_xlabel("time (months)")
-    ax.set_ylabel("survival probability")
+    ax.set_ylabel("progression-free survival probability")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
-    margins(fig, left=0.75, bottom=0.6, top=0.4)
+    if at_risk:
+        counts = {a: at_risk["counts"][a] for a in arms if a in at_risk["counts"]}
+        risk_table(axr, at_risk["times"], counts, at_risk.get("label", "Number at risk"))
+        ax.set_xticks(at_risk["times"])
+        margins(fig, left=max(0.75, _label_inches(arms, 8.5) + 0.25), bottom=0.15, top=0.4,
+                hspace=0.42)
+    else:
+        margins(fig, left=0.75, bottom=0.6, top=0.4)
+    return fig
+
+
+def km_observed(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                at_risk: Mapping[str, Any] | None = None,
+                title: str = "Kaplan–Meier estimate by arm",
+                ylabel: str = "progression-free survival probability") -> Figure:
+    """Kaplan–Meier steps per arm ({arm: (times, survival)}) with the numbers at risk per
+    arm under the time axis (``at_risk``: ``{"times": [...], "counts": {arm: [...]}}``)."""
+    arms = list(curves)
+    if at_risk:
+        fig, ax, axr = with_risk_table(len(arms))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (arm, (t, s)) in enumerate(curves.items()):
+        ax.step(t, s, where="post", color=color(i), lw=1.6, label=str(arm))
+    ax.set_xlabel("months since randomisation")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8.5, frameon=False, loc="lower left")
+    ax.grid(alpha=0.3)
+    if at_risk:
+        risk_table(axr, at_risk["times"], {a: at_risk["counts"][a] for a in arms},
+                   at_risk.get("label", "Number at risk"))
+        ax.set_xticks(at_risk["times"])
+        t_end = max(at_risk["times"][-1], max(float(t[-1]) for t, _ in curves.values()))
+        ax.set_xlim(-0.02 * t_end, t_end * 1.03)
+        margins(fig, left=max(0.75, _label_inches(arms, 8.5) + 0.25), bottom=0.15, top=0.4,
+                hspace=0.42)
+    else:
+        margins(fig, left=0.75, bottom=0.6, top=0.4)
     return fig
 
 
@@ -94,6 +171,158 @@ def ppc_km(ppc: xr.Dataset, title: str = "Posterior predictive check: Kaplan–M
     fig.supylabel("survival")
     fig.suptitle(title)
     margins(fig, left=0.8, bottom=0.65, top=0.75, wspace=0.08, hspace=0.3)
+    return fig
+
+
+def _site_and_arm(group: str) -> tuple[str, str]:
+    site, _, arm = str(group).partition(" | ")
+    return site, arm
+
+
+def ppc_km_sites(ppc: xr.Dataset, ncols: int = 4,
+                 title: str = "Posterior predictive check of the Kaplan–Meier curve, by site"
+                 ) -> Figure:
+    """Small multiples, one panel per site (at most ``ncols`` a row): each arm's observed KM
+    (solid) over its posterior predictive band, the panel titled with the site and the share
+    of the observed curve inside each arm's band. Groups are named ``"site | arm"``."""
+    groups = [str(g) for g in ppc["group"].values]
+    sites = list(dict.fromkeys(_site_and_arm(g)[0] for g in groups))
+    arms = list(dict.fromkeys(_site_and_arm(g)[1] for g in groups))
+    n = len(sites)
+    ncols = max(1, min(ncols, 4, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 0.9, 2.4 * nrows + 1.4),
+                             squeeze=False, sharex=True, sharey=True)
+    t = ppc["time"].values
+    for k, site in enumerate(sites):
+        ax = axes[k // ncols][k % ncols]
+        inband = []
+        for i, arm in enumerate(arms):
+            g = f"{site} | {arm}" if arm else site
+            if g not in groups:
+                continue
+            sel = ppc.sel(group=g)
+            ax.fill_between(t, sel["lower"], sel["upper"], color=color(i), alpha=0.18, lw=0,
+                            step="post")
+            ax.step(t, sel["observed"], where="post", color=color(i), lw=1.4)
+            inband.append(f"{float(sel['coverage']):.0%}")
+        ax.set_title(f"Site {site}: in band {' / '.join(inband)}", fontsize=11)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=10)
+    axes[0][0].yaxis.set_major_locator(FixedLocator([0.0, 0.5, 1.0]))
+    axes[0][0].xaxis.set_major_locator(MaxNLocator(4))
+    for k in range(n, nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=color(i), alpha=0.35, label=f"{arm}: predictive band")
+               for i, arm in enumerate(arms)]
+    handles += [plt.Line2D([], [], color=color(i), lw=1.4, label=f"{arm}: observed KM")
+                for i, arm in enumerate(arms)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(2, len(handles)), fontsize=10,
+               frameon=False)
+    fig.supxlabel("time (months)", y=0.6 / fig.get_size_inches()[1] + 0.02, fontsize=11)
+    fig.supylabel("progression-free survival", fontsize=11)
+    fig.suptitle(title + ("\n(in band: share of the observed curve inside the predictive "
+                          "band, " + " / ".join(arms) + ")" if arms[0] else ""), fontsize=12)
+    margins(fig, left=0.8, bottom=1.25, top=0.8, wspace=0.08, hspace=0.4)
+    return fig
+
+
+def ppc_coverage(ppc: xr.Dataset, title: str = "Observed Kaplan–Meier inside the posterior "
+                 "predictive band, by site") -> Figure:
+    """Dot plot: per site (rows) and arm (colour), the share of the observed KM curve inside
+    the predictive band, with P(replicated events ≥ observed) beside it."""
+    groups = [str(g) for g in ppc["group"].values]
+    sites = list(dict.fromkeys(_site_and_arm(g)[0] for g in groups))
+    arms = list(dict.fromkeys(_site_and_arm(g)[1] for g in groups))
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(9, 0.32 * len(sites) + 1.6), sharey=True,
+                                  gridspec_kw={"width_ratios": [3, 2], "wspace": 0.06})
+    y = np.arange(len(sites))[::-1]
+    offsets = np.linspace(-0.15, 0.15, len(arms)) if len(arms) > 1 else [0.0]
+    for i, arm in enumerate(arms):
+        names = [f"{s} | {arm}" if arm else s for s in sites]
+        keep = [k for k, g in enumerate(names) if g in groups]
+        cov = [100 * float(ppc["coverage"].sel(group=names[k])) for k in keep]
+        pv = [float(ppc["events_p_value"].sel(group=names[k])) for k in keep]
+        ax.plot(cov, y[keep] + offsets[i], "o", color=color(i), ms=6, label=arm or "observed")
+        axp.plot(pv, y[keep] + offsets[i], "s", color=color(i), ms=5)
+    ax.axvline(100 * float(ppc.attrs.get("interval_prob", 0.95)), color="grey", ls=":", lw=1)
+    ax.set_yticks(y, [f"Site {s}" for s in sites], fontsize=9)
+    low = min(50.0, 10 * np.floor(100 * float(ppc["coverage"].min()) / 10) - 5)
+    ax.set_xlim(max(low, -2.0), 102)
+    ax.set_xlabel("observed KM inside the band (% of the time grid)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8.5, frameon=False, loc="lower left")
+    axp.axvspan(0, 0.025, color=color(1), alpha=0.12, lw=0)
+    axp.axvspan(0.975, 1, color=color(1), alpha=0.12, lw=0)
+    axp.set_xlim(0, 1)
+    axp.set_xlabel("P(replicated events ≥ observed)")
+    axp.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=11)
+    margins(fig, left=_label_inches([f"Site {s}" for s in sites], 9) + 0.3, bottom=0.6,
+            top=0.45)
+    return fig
+
+
+def prior_posterior(panels: Sequence[Mapping[str, Any]], interval_prob: float = 0.95,
+                    title: str = "Prior and posterior") -> Figure:
+    """One panel per parameter: the prior (grey line, from prior draws) and the posterior
+    (filled: a histogram of draws, or an exact density on a grid). ``scale="hr"`` panels
+    hold log hazard ratios and are labelled as hazard ratios on a log axis.
+
+    Each panel: ``title``, ``prior_label``, ``scale`` ("hr" or "sd"), ``prior`` (draws),
+    and ``posterior`` (draws) or ``grid`` + ``density`` (exact posterior of the same
+    quantity).
+    """
+    n = len(panels)
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.1 * nrows + 0.5),
+                             squeeze=False)
+    for k, p in enumerate(panels):
+        ax = axes[k // ncols][k % ncols]
+        post = None if p.get("posterior") is None else np.asarray(p["posterior"], float)
+        prior = np.asarray(p["prior"], float)
+        if post is not None:
+            lo, hi = np.quantile(post, [0.0005, 0.9995])
+        else:
+            cdf = np.cumsum(p["density"]) / np.sum(p["density"])
+            lo, hi = np.interp([0.0005, 0.9995], cdf, p["grid"])
+        plo, phi = np.quantile(prior, [0.01, 0.99])
+        lo, hi = min(lo, plo), max(hi, phi)
+        if p.get("scale") == "sd":
+            lo = 0.0
+        bins = np.linspace(lo, hi, 61)
+        if post is not None:
+            ax.hist(post, bins=bins, density=True, color=color(0), alpha=0.45,
+                    label="posterior")
+        else:
+            ax.fill_between(p["grid"], p["density"], color=color(0), alpha=0.45, lw=0,
+                            label="posterior (exact)")
+        # the prior's density on the same bins (as a share of all prior draws)
+        counts, edges = np.histogram(prior, bins=bins)
+        dens = counts / (prior.size * np.diff(edges))
+        ax.step(edges[:-1], dens, where="post", color="black", lw=1.2, label="prior")
+        if p.get("scale") == "hr":
+            ax.axvline(0.0, color="grey", ls=":", lw=1)
+            ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10)
+                     if lo <= np.log(t) <= hi]
+            ax.set_xticks(np.log(ticks), [f"{t:g}" for t in ticks])
+            ax.set_xlabel("hazard ratio (log scale)")
+        else:
+            ax.set_xlabel("standard deviation")
+        ax.set_xlim(lo, hi)
+        ax.set_yticks([])
+        ax.set_title(p["title"], fontsize=10)
+        ax.text(0.98, 0.96, f"prior {p.get('prior_label', '')}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7.5, color="#444")
+        ax.legend(fontsize=8, frameon=False, loc="center right")
+    for k in range(n, nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    fig.suptitle(title, fontsize=11)
+    margins(fig, left=0.3, bottom=0.6, top=0.55, wspace=0.12, hspace=0.55)
     return fig
 
 
@@ -139,7 +368,9 @@ def hr_posterior(hr: xr.DataArray, thresholds: Sequence[float],
     return fig
 
 
-def traces(post: xr.Dataset, names: Sequence[str]) -> Figure:
+def traces(post: xr.Dataset, names: Sequence[str],
+           title: str = "Trace plots: draws in sampling order, one colour per chain"
+           ) -> Figure:
     """Trace plots (draw order, one line per chain) of scalar parameters."""
     series = []
     for name in names:
@@ -156,10 +387,11 @@ def traces(post: xr.Dataset, names: Sequence[str]) -> Figure:
                              squeeze=False, sharex=True)
     for ax, (label, da) in zip(axes[:, 0], series, strict=True):
         for c in range(da.sizes["chain"]):
-            ax.plot(da.isel(chain=c).values, lw=0.4, alpha=0.8, color=color(c))
+            ax.plot(da.isel(chain=c).values, lw=0.4, alpha=0.8, color=color(c),
+                    rasterized=True)
         ax.set_ylabel(label, fontsize=8)
     axes[-1, 0].set_xlabel("draw")
-    fig.suptitle("Traces")
+    fig.suptitle(title, fontsize=10)
     margins(fig, left=0.95, bottom=0.55, top=0.45, hspace=0.12)
     return fig
 
@@ -234,6 +466,10 @@ def interval_hr(hr_interval: xr.DataArray, hr: xr.DataArray, interval_start: np.
 PLOTTERS: dict[str, str] = {
     "km_with_posterior": "bayes_ablation.report.plots:km_with_posterior",
     "ppc_km": "bayes_ablation.report.plots:ppc_km",
+    "km_observed": "bayes_ablation.report.plots:km_observed",
+    "ppc_km_sites": "bayes_ablation.report.plots:ppc_km_sites",
+    "ppc_coverage": "bayes_ablation.report.plots:ppc_coverage",
+    "prior_posterior": "bayes_ablation.report.plots:prior_posterior",
     "forest": "bayes_ablation.report.plots:forest",
     "hr_posterior": "bayes_ablation.report.plots:hr_posterior",
     "traces": "bayes_ablation.report.plots:traces",

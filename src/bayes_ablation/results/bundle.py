@@ -9,7 +9,7 @@ Layout::
     <out>/<table>.csv        further tables a result adds (e.g. prior_sensitivity.csv)
     <out>/summary.json       estimands, probabilities, diagnostics, provenance
     <out>/report.html        self-contained report
-    <out>/figures/*.png
+    <out>/figures/*.png      (and *.svg or *.pdf when asked for: vector copies for publication)
     <out>/MANIFEST.json      SHA-256 of every file above, written last
 
 A bundle either appears complete or not at all: a failure while writing removes the temporary
@@ -124,9 +124,11 @@ def netcdf_encoding(tree: Any, complevel: int = NETCDF_COMPLEVEL) -> dict[str, d
 def write_bundle(result: AnalysisResult, out: str | Path, *, report_html: str,
                  figures: Mapping[str, bytes], force: bool = False,
                  posterior_format: str = "netcdf", spec_text: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> Path:
+                 progress: Callable[[str], None] | None = None,
+                 figure_files: Mapping[str, bytes] | None = None) -> Path:
     """Write ``result`` as a bundle at ``out`` (see module docstring), with the report the
-    caller rendered (``report_html`` and the figures' PNG bytes by name)."""
+    caller rendered (``report_html`` and the figures' PNG bytes by name; ``figure_files``:
+    further files for ``figures/`` by file name, e.g. ``km_posterior.svg``)."""
     if posterior_format not in ("netcdf", "zarr"):
         raise BundleError(f"posterior_format must be 'netcdf' or 'zarr', got {posterior_format!r}")
     say = progress or (lambda msg: None)
@@ -150,6 +152,11 @@ def write_bundle(result: AnalysisResult, out: str | Path, *, report_html: str,
         folder.mkdir()
         for name, png in figures.items():
             (folder / f"{name}.png").write_bytes(png)
+        for file_name, data in (figure_files or {}).items():
+            if Path(file_name).name != file_name:
+                raise BundleError(f"figure file name {file_name!r} is not a plain file name")
+            if not (folder / file_name).exists():
+                (folder / file_name).write_bytes(data)
         (tmp / "report.html").write_text(report_html, encoding="utf-8")
 
     return atomic_folder(out, write, force=force)

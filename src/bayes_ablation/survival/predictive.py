@@ -31,6 +31,34 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.nd
     return grid, np.cumprod(factors)
 
 
+def risk_times(t_max: float) -> np.ndarray:
+    """Times at which a numbers-at-risk table is shown: 0 and every 3, 6, 12 or 24 months
+    (the smallest step giving at most 11 columns) up to ``t_max``."""
+    step = next((s for s in (3.0, 6.0, 12.0, 24.0) if t_max / s <= 10), 48.0)
+    return np.arange(0.0, t_max + 1e-9, step)
+
+
+def numbers_at_risk(time: np.ndarray, groups: np.ndarray, order: list[str],
+                    times: np.ndarray) -> dict[str, list[int]]:
+    """Per group, how many subjects are still at risk (time ≥ t, i.e. neither the event nor
+    censoring before t) at each of ``times``: the table printed under a Kaplan–Meier plot."""
+    time = np.asarray(time, float)
+    groups = np.asarray(groups).astype(str)
+    out = {}
+    for g in order:
+        t = np.sort(time[groups == str(g)])
+        out[str(g)] = [int(t.size - np.searchsorted(t, u, side="left")) for u in times]
+    return out
+
+
+def kaplan_meier_by_group(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
+                          order: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`kaplan_meier` of each group: {group: (times, survival)}."""
+    groups = np.asarray(groups).astype(str)
+    return {str(g): kaplan_meier(np.asarray(time)[groups == str(g)],
+                                 np.asarray(event)[groups == str(g)]) for g in order}
+
+
 def censoring_times(time: np.ndarray, event: np.ndarray, n_samples: int,
                     rng: np.random.Generator) -> np.ndarray:
     """Each patient's censoring time, (sample, patient).

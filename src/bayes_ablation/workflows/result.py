@@ -28,12 +28,14 @@ class Result(AnalysisResult):
     ``save(dir)`` (the result bundle) and ``report(path)`` (the HTML report alone)."""
 
     def save(self, out: str | Path, *, force: bool = False, posterior_format: str = "netcdf",
-             spec_text: str | None = None, progress: bool = False) -> Path:
-        """Write the result bundle atomically (see :mod:`bayes_ablation.results.bundle`)."""
+             spec_text: str | None = None, progress: bool = False,
+             figure_format: str = "png") -> Path:
+        """Write the result bundle atomically (see :mod:`bayes_ablation.results.bundle`);
+        ``figure_format`` ``svg``/``pdf``: the figures also in that format."""
         from bayes_ablation.workflows.save import save_bundle
 
         return save_bundle(self, out, force=force, posterior_format=posterior_format,
-                           spec_text=spec_text, progress=progress)
+                           spec_text=spec_text, progress=progress, figure_format=figure_format)
 
     def report(self, path: str | Path) -> Path:
         """Write the self-contained HTML report (figures embedded) to ``path``."""

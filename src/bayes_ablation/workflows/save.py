@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from bayes_ablation.core.files import atomic_write_text, check_destination
-from bayes_ablation.report.html import render_report
+from bayes_ablation.report.html import render, render_report
 from bayes_ablation.results.bundle import write_bundle
 from bayes_ablation.results.contract import AnalysisResult
 from bayes_ablation.results.sections import Report, build_report
@@ -22,8 +22,10 @@ def analysis_report(result: AnalysisResult) -> Report:
 
 def save_bundle(result: AnalysisResult, out: str | Path, *, force: bool = False,
                 posterior_format: str = "netcdf", spec_text: str | None = None,
-                progress: bool = False) -> Path:
-    """Render the report and write the bundle atomically; ``progress`` logs each stage."""
+                progress: bool = False, figure_format: str = "png") -> Path:
+    """Render the report and write the bundle atomically; ``progress`` logs each stage;
+    ``figure_format`` ``svg`` or ``pdf`` also writes each figure in that format (PNG always:
+    the report embeds it)."""
     check_destination(out, force)
 
     def say(msg: str) -> None:
@@ -31,9 +33,10 @@ def save_bundle(result: AnalysisResult, out: str | Path, *, force: bool = False,
             logger.info("  · %s", msg)
 
     say("rendering report")
-    html_text, pngs = render_report(analysis_report(result), say)
-    return write_bundle(result, out, report_html=html_text, figures=pngs, force=force,
-                        posterior_format=posterior_format, spec_text=spec_text, progress=say)
+    rendered = render(analysis_report(result), say, figure_format=figure_format)
+    return write_bundle(result, out, report_html=rendered.html, figures=rendered.pngs,
+                        force=force, posterior_format=posterior_format, spec_text=spec_text,
+                        progress=say, figure_files=rendered.files)
 
 
 def save_report(result: AnalysisResult, path: str | Path) -> Path:

@@ -42,11 +42,23 @@ class Table:
 @dataclass(frozen=True)
 class FigureSpec:
     """A figure: ``kind`` names a plotter, ``data`` its keyword arguments; ``name`` is the
-    PNG's file name (``figures/<name>.png``) and its heading."""
+    file name (``figures/<name>.png``, and ``.svg``/``.pdf`` when asked for); ``title`` its
+    heading in words and ``alt`` the text read in place of the picture (both derived from
+    ``name`` when empty)."""
 
     name: str
     kind: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""
+    alt: str = ""
+
+    @property
+    def heading(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
+
+    @property
+    def alt_text(self) -> str:
+        return self.alt or f"Figure: {self.heading}"
 
 
 Block = Text | Table | FigureSpec

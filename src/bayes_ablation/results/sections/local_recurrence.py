@@ -15,6 +15,7 @@ from bayes_ablation.results.contract import AnalysisResult
 from bayes_ablation.results.sections import FigureSpec, Report, Section, register_report, section
 from bayes_ablation.results.sections.analysis import (
     analysis_report,
+    arm_labels,
     hr_figure,
     posterior_dataset,
     posterior_figures,
@@ -84,7 +85,8 @@ def model_section(result: AnalysisResult) -> Section:
         ref=html.escape(", ".join(f"{k} = {v}" for k, v in ref.items()))))
 
 
-def checks_section(result: AnalysisResult) -> Section | None:
+def checks_section(result: AnalysisResult, figures: list[FigureSpec] | None = None
+                   ) -> Section | None:
     checks = result.checks
     table = check_table(checks)
     if not len(table):
@@ -102,7 +104,33 @@ def checks_section(result: AnalysisResult) -> Section | None:
         "posterior draw (its own patient frailty, site and covariates) and observes it through "
         "the patient's scans (the scans the data reveal, with the protocol's visits filling the "
         "gaps) up to the patient's last scan. Extreme P(rep ≥ obs) (&lt; 0.025 or &gt; 0.975) "
-        "flags misfit.</p>", table, after)
+        "flags misfit.</p>", *(figures or []), table, after)
+
+
+def surveillance_tables(result: AnalysisResult, t_max: float) -> tuple[dict | None,
+                                                                       dict | None]:
+    """Under the CIF curves: per arm, the lesions still under surveillance at t (known free
+    of LR up to a scan at or after t: last negative scan ≥ t); under death-free survival,
+    the patients still followed (follow-up ≥ t)."""
+    from bayes_ablation.survival.predictive import numbers_at_risk, risk_times
+
+    cdata = result.idata.constant_data
+    if "lr_lower" not in cdata or "lesion_arm_idx" not in cdata:
+        return None, None
+    arms = arm_labels(result)
+    times = risk_times(t_max)
+    arm_of = np.asarray(arms)
+    lesions = {"times": [float(t) for t in times], "label": "Lesions under surveillance",
+               "counts": numbers_at_risk(np.asarray(cdata["lr_lower"].values, float),
+                                         arm_of[np.asarray(cdata["lesion_arm_idx"].values, int)],
+                                         arms, times)}
+    patients = None
+    if "followup_months" in cdata and "arm_idx" in cdata:
+        patients = {"times": lesions["times"], "label": "Patients followed",
+                    "counts": numbers_at_risk(np.asarray(cdata["followup_months"].values, float),
+                                              arm_of[np.asarray(cdata["arm_idx"].values, int)],
+                                              arms, times)}
+    return lesions, patients
 
 
 def lr_figures(result: AnalysisResult, population: str = "average_site") -> list[FigureSpec]:
@@ -121,24 +149,47 @@ def lr_figures(result: AnalysisResult, population: str = "average_site") -> list
                "observed lesion mix (standardised)": targets["standardised"]}
     panels = {title: elr.lr_cif(post, spec, grid, off, population)
               for title, off in offsets.items()}
+    lesions, patients = surveillance_tables(result, t_max)
     figures = [FigureSpec("cif_lr", "lr_cif", {
         "panels": panels, "death_free": elr.death_survival(post, grid, spec), "grid": grid,
-        "interval_prob": prob, "population": population})]
+        "interval_prob": prob, "population": population, "under_surveillance": lesions,
+        "followed": patients},
+        title="Cumulative incidence of local recurrence by arm (death competing)",
+        alt="Cumulative incidence of local recurrence per arm over months since ablation "
+            f"(posterior median and {prob:.0%} band) for the reference lesion and for the "
+            "observed lesion mix, and death-free survival; under each panel the number of "
+            "lesions under surveillance (or patients followed) per arm.")]
     if "beta_covariates" in post:
         figures.append(FigureSpec("lesion_covariate_effects", "forest", {
             "draws": post["beta_covariates"], "dim": "covariate",
             "title": "Lesion covariate effects on the log LR hazard",
-            "xlabel": "log hazard ratio", "interval_prob": prob}))
+            "xlabel": "log hazard ratio", "interval_prob": prob},
+            title="Lesion covariate effects on the local-recurrence hazard",
+            alt="Forest plot of the lesion covariates' effects on the log hazard of local "
+                "recurrence."))
     extra = [n for n in EXTRA_TRACES if n in post]
     if extra:
-        figures.append(FigureSpec("traces_frailty_death", "traces", {"post": post,
-                                                                      "names": extra}))
+        figures.append(FigureSpec("traces_frailty_death", "traces", {
+            "post": post, "names": extra,
+            "title": "Trace plots: frailty and competing-death parameters"},
+            title="Trace plots of the frailty and competing-death parameters",
+            alt="Trace plots (one colour per chain) of " + ", ".join(extra) + "."))
     if any(n in result.checks for n in CHECK_TITLES):
         figures.append(FigureSpec("ppc_lr_counts", "lr_counts",
-                                  {"checks": dict(result.checks)}))
+                                  {"checks": dict(result.checks)},
+                                  title="Posterior predictive check: lesions with local "
+                                        "recurrence",
+                                  alt="Observed number of lesions with a local recurrence "
+                                      "(dots) against the posterior predictive band, per "
+                                      "group."))
     if "lr_cumulative_incidence" in result.checks:
         figures.append(FigureSpec("lr_cumulative_incidence_check", "lr_incidence_check",
-                                  {"ds": result.checks["lr_cumulative_incidence"]}))
+                                  {"ds": result.checks["lr_cumulative_incidence"]},
+                                  title="Posterior predictive check: Turnbull estimate of "
+                                        "local recurrence",
+                                  alt="Turnbull estimate of local recurrence by time per arm "
+                                      "(steps) against the band of the same estimator on "
+                                      "replicated data."))
     return figures
 
 
@@ -148,10 +199,14 @@ def lr_report(result: AnalysisResult) -> Report:
             f"the reference arm ({html.escape(str(result.spec.reference_arm))}); the HR is "
             "conditional on patient frailty and site. Lesion targets and populations are "
             "explained under “Local recurrence: model and estimands” below.")
+    lr = lr_figures(result)
+    ppc = [f for f in lr if f.name in ("ppc_lr_counts", "lr_cumulative_incidence_check")]
+    checks = checks_section(result, ppc)
     sections = [s for s in (model_section(result), subgroups_section(result),
-                            checks_section(result), confounding_section(result))
-                if s is not None]
+                            confounding_section(result)) if s is not None]
     figures = (posterior_figures(result) + hr_figure(result) + trace_figure(result)
-               + lr_figures(result))
+               + [f for f in lr if f not in ppc])
+    if checks is None:
+        figures += ppc
     return analysis_report(result, estimands_note_html=note, sections=sections,
-                           figures=figures)
+                           figures=figures, checks=[checks] if checks else [])

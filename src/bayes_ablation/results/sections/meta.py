@@ -22,7 +22,14 @@ from bayes_ablation.results.sections import (
     register_report,
     section,
 )
-from bayes_ablation.results.sections.analysis import analysis_report, hr_figure, trace_figure
+from bayes_ablation.results.sections.analysis import (
+    analysis_report,
+    headline_box,
+    hr_figure,
+    prior_posterior_figure,
+    probability_words,
+    trace_figure,
+)
 
 HR_NOTE = ("HR &lt; 1 favours the experimental arm of each study's comparison. "
            "<b>mu</b>: pooled (mean) log HR; <b>tau</b>: between-study sd of the log HR; "
@@ -106,21 +113,70 @@ def warnings_section(warnings: list[str]) -> Section:
     return section("Data and computation warnings", f"<ul>{items}</ul>")
 
 
+def meta_headline(result: AnalysisResult) -> Section | None:
+    """The answer in words: pooled HR and the HR predicted for a new study, each with its
+    interval and P(HR<1), the number of studies and τ."""
+    table, meta = result.estimand_table, result.details["meta"]
+    if not {"hr_mu", "hr_theta_new", "tau"} <= set(table["label"]):
+        return None
+    lo_c, hi_c = interval_columns(table)
+    level = f"{100 * result.spec.estimands.interval_prob:g}% CrI"
+    k = len(meta["studies"])
+    mu, new, tau = (row_of(table, x) for x in ("hr_mu", "hr_theta_new", "tau"))
+    probs = result.probabilities
+
+    def p_text(key: str) -> str:
+        p = probs.get(key)
+        return "" if p is None else f", P(HR<1) {probability_words(p)}"
+
+    sentences = [
+        f"Experimental vs reference, pooled over {k} {'study' if k == 1 else 'studies'}: "
+        f"HR {mu['median']:.2f} ({level} {mu[lo_c]:.2f}–{mu[hi_c]:.2f})"
+        + p_text("P(HR<1) [pooled mu]") + ".",
+        f"In a new study: HR {new['median']:.2f} ({level} {new[lo_c]:.2f}–{new[hi_c]:.2f})"
+        + p_text("P(HR<1) [new study]") + f"; between-study sd τ {tau['median']:.2f} "
+        f"({level} {tau[lo_c]:.2f}–{tau[hi_c]:.2f}) on the log HR scale.",
+    ]
+    note = ("Pooled: the mean of the studies' true effects (random effects, e^μ). New study: "
+            "the effect predicted for a further study exchangeable with these (e^θ_new); it "
+            "includes the between-study spread.")
+    if k <= 3:
+        note += (f" <b>With {k} {'study' if k == 1 else 'studies'}, τ and hence both "
+                 "intervals are driven by the τ prior</b> (see the sensitivity table).")
+    return headline_box(sentences, note)
+
+
 def meta_figures(result: AnalysisResult) -> list[FigureSpec]:
-    """Forest plot, HR by heterogeneity prior and τ's prior vs posterior."""
+    """Forest plot and HR by heterogeneity prior (results)."""
     meta = result.details["meta"]
     interval = result.spec.estimands.interval_prob
     figures = [FigureSpec("forest", "meta_forest", {
-        "studies": meta["studies"], "table": result.estimand_table, "interval_prob": interval})]
+        "studies": meta["studies"], "table": result.estimand_table, "interval_prob": interval},
+        title="Forest plot: each study's hazard ratio, the pooled HR and a new study's",
+        alt="Forest plot on a log hazard-ratio axis: each study's reported HR and interval, "
+            "its shrunken estimate, the pooled HR (diamond) and the prediction interval for a "
+            "new study, with the numbers in a column to the right.")]
     if meta["sensitivity"] is not None:
         figures.append(FigureSpec("heterogeneity_prior_sensitivity", "meta_sensitivity", {
             "table": meta["sensitivity"], "densities": meta["sensitivity_densities"],
-            "interval_prob": interval}))
+            "interval_prob": interval},
+            title="Sensitivity to the heterogeneity prior",
+            alt="Pooled and new-study hazard ratios (median and interval) under each τ prior, "
+                "and the posterior of τ under each prior."))
+    return figures
+
+
+def meta_prior_posterior(result: AnalysisResult) -> list[FigureSpec]:
+    """Prior vs posterior of the pooled HR (μ) and of τ (exact, with MCMC draws)."""
+    meta = result.details["meta"]
     exact = result.estimands if result.idata is None else meta.get("exact_densities")
     draws = result.idata.posterior["tau"].values.ravel() if result.idata is not None else None
-    figures.append(FigureSpec("tau_prior_posterior", "meta_tau", {"exact": exact,
-                                                                  "tau_draws": draws}))
-    return figures
+    return [*prior_posterior_figure(result, exact, only=("mu",)),
+            FigureSpec("tau_prior_posterior", "meta_tau", {"exact": exact,
+                                                           "tau_draws": draws},
+                       title="Between-study sd τ: prior and posterior",
+                       alt="Prior density (dashed) and posterior of τ, the between-study sd "
+                           "of the log hazard ratio.")]
 
 
 @register_report("meta")
@@ -130,8 +186,6 @@ def meta_report(result: AnalysisResult) -> Report:
               else "MCMC (NUTS)")
     sections = []
     warnings = list(meta["warnings"]) + list(meta["exact_notes"])
-    if warnings:
-        sections.append(warnings_section(warnings))
     if meta["sensitivity"] is not None:
         sections.append(sensitivity_section(meta["sensitivity"], meta["sensitivity_source"],
                                             bool(meta["stage1"])))
@@ -140,8 +194,10 @@ def meta_report(result: AnalysisResult) -> Report:
     if meta["stage1"] and meta["exact_table"] is not None:
         sections.append(two_stage_section(result.estimand_table, meta["exact_table"],
                                           meta["stage1"]))
-    figures = hr_figure(result) + trace_figure(result) + meta_figures(result)
+    figures = meta_figures(result) + hr_figure(result) + trace_figure(result)
     return analysis_report(
         result, estimands_note_html=HR_NOTE.format(p=result.spec.estimands.interval_prob,
                                                    method=method),
-        sections=sections, figures=figures)
+        sections=sections, figures=figures, prior_posterior=meta_prior_posterior(result),
+        headline=meta_headline(result),
+        top_sections=[warnings_section(warnings)] if warnings else [])

@@ -86,15 +86,21 @@ def _report_folder(out: str | Path | None) -> Path | None:
 def interim_look(design: Design | str | Path, data: DatedTable | pd.DataFrame | str | Path,
                  cut: dt.date | str, *, ledger: str | Path, out: str | Path | None = None,
                  strict: bool = False, progress: bool | None = None,
-                 say: Callable[[str], None] | None = None) -> InterimLook:
+                 say: Callable[[str], None] | None = None,
+                 figure_format: str = "png") -> InterimLook:
     """Run the interim look at data cut ``cut`` of ``design`` on the dated patient table and
     record it in the append-only ``ledger`` (SQLite; an identical re-run is a no-op, anything
     else that would rewrite history is refused). ``out``: report folder, replaced atomically.
-    ``strict``: when the convergence gate fails, record nothing (``recorded=False``)."""
+    ``strict``: when the convergence gate fails, record nothing (``recorded=False``).
+    ``figure_format``: the report's figures also as ``svg`` or ``pdf`` (PNG always)."""
     from bayes_ablation.core.provenance import package_versions
     from bayes_ablation.workflows.monitoring.ledger import Ledger, LookEntry
     from bayes_ablation.workflows.monitoring.monitor import run_look
-    from bayes_ablation.workflows.monitoring.report import write_monitor_report
+    from bayes_ablation.workflows.monitoring.report import (
+        km_at_cut,
+        look_prior_posterior,
+        write_monitor_report,
+    )
 
     say = say or logger.info
     design = _design(design)
@@ -129,7 +135,10 @@ def interim_look(design: Design | str | Path, data: DatedTable | pd.DataFrame | 
     report = None
     if out is not None:
         current = next(r for r in looks if r.look == outcome.look)
-        write_monitor_report(out, design, looks, current, str(ledger), outcome.message)
+        write_monitor_report(out, design, looks, current, str(ledger), outcome.message,
+                             km=km_at_cut(res.cut.patients),
+                             prior_posterior=look_prior_posterior(res.fit),
+                             figure_format=figure_format)
         report = out / "report.html"
     return InterimLook(result=res, outcome=outcome, looks=tuple(looks), report=report,
                        recorded=True)

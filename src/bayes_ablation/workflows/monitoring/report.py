@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bayes_ablation.report.html import render_report
+from bayes_ablation.report.html import render, render_report
 from bayes_ablation.results.sections import (
     Banner,
     FigureSpec,
@@ -22,6 +22,11 @@ from bayes_ablation.results.sections import (
     Table,
     register_report,
     section,
+)
+from bayes_ablation.results.sections.analysis import (
+    headline_box,
+    prior_posterior_panels,
+    probability_words,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +59,56 @@ class MonitorReportInput:
     current: LookRecord
     ledger_path: str
     message: str
+    #: the cut's Kaplan–Meier curves per arm and numbers at risk (:func:`km_at_cut`)
+    km: Mapping[str, Any] | None = None
+    #: prior vs posterior panels of the look's fit (HR and random-effect sds)
+    prior_posterior: Sequence[Mapping[str, Any]] = ()
+
+
+def look_prior_posterior(fit: Any) -> list[dict[str, Any]]:
+    """Prior vs posterior panels of a look's fit (its HR and random-effect sds)."""
+    return prior_posterior_panels(fit) if fit is not None else []
+
+
+def km_at_cut(patients: Any) -> dict[str, Any]:
+    """Kaplan–Meier per arm of the patients in the cut, and the numbers at risk under it."""
+    from bayes_ablation.survival.predictive import (
+        kaplan_meier_by_group,
+        numbers_at_risk,
+        risk_times,
+    )
+
+    arms = [str(a) for a in patients.arms]
+    labels = patients.frame["arm"].astype(str).to_numpy()
+    times = risk_times(float(max(patients.time.max(), 1.0)))
+    return {"curves": kaplan_meier_by_group(patients.time, patients.event, labels, arms),
+            "at_risk": {"times": [float(t) for t in times], "label": "Number at risk",
+                        "counts": numbers_at_risk(patients.time, labels, arms, times)}}
+
+
+def monitor_headline(res: dict[str, Any], look: int, design: Design) -> Section | None:
+    """The answer of this look in words: the comparison's HR, P(HR<1), PPoS and decision."""
+    post, data, decision = res["posterior"], res["data"], res["decision"]
+    text = (f"Look {look} ({res['analysis']} analysis, data cut {res['cut_date']}: "
+            f"{data['patients']} patients, {data['events']} progressions): "
+            f"{res['comparison'][:1].upper()}{res['comparison'][1:]}: HR "
+            f"{post['hr_median']:.2f} (95% CrI {post['hr_q2.5']:.2f}–{post['hr_q97.5']:.2f}), "
+            f"P(HR<1) {probability_words(post['P(HR<1)'])}"
+            if "P(HR<1)" in post else "")
+    if not text:
+        return None
+    ppos = res.get("ppos")
+    if ppos is not None:
+        text += (f"; predictive probability of success {ppos['ppos']:.3f} "
+                 f"(MC SE {ppos['mcse']:.3f})")
+    sentences = [text + ".", f"Decision: {decision['action']} — {decision['reason']}."]
+    if not post.get("diagnostics_passed", True):
+        sentences.append("The convergence gate FAILED at this look: "
+                         + "; ".join(post.get("diagnostics_failures", [])) + ".")
+    note = (f"HR conditional on site, from the full posterior of the analysis spec "
+            f"{html.escape(design.spec.name)}, among the patients randomised by the cut; HR &lt; "
+            "1 favours the first-named arm.")
+    return headline_box(sentences, note)
 
 
 def _ppos_rows(ppos: dict[str, Any] | None) -> pd.DataFrame:
@@ -91,8 +146,8 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
            {"quantity": "log HR sd", "full posterior (MCMC)": post["log_hr_sd"],
             "fast posterior (Laplace)": fast["log_hr_sd"]}])
     gate = ("" if post["diagnostics_passed"] else
-            "<div class='banner fail'>CONVERGENCE GATE FAILED at this look — "
-            + html.escape("; ".join(post["diagnostics_failures"])) + "</div>")
+            "<p>CONVERGENCE GATE FAILED at this look — "
+            + html.escape("; ".join(post["diagnostics_failures"])) + "</p>")
     intro = (f"<p>{html.escape(design.description)}</p>\n"
              f"<p class=\"muted\">design <code>{html.escape(design.source_path)}</code> SHA-256 "
              f"<code>{current.design_sha256[:16]}…</code> · analysis spec <code>"
@@ -100,27 +155,50 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
              f"{current.data_sha256[:16]}…</code> · ledger <code>{html.escape(obj.ledger_path)}"
              f"</code> (chain head <code>{looks[-1].row_hash[:16]}…</code>)</p>")
     decision = res["decision"]
-    banner = Banner(decision["action"] in ("continue", "success"),
+    banner = Banner(decision["action"] in ("continue", "success") and not gate,
                     f"Decision: {html.escape(decision['action'])} — "
-                    f"{html.escape(decision['reason'])}")
+                    f"{html.escape(decision['reason'])}{gate}")
     data = res["data"]
     rules_text = "".join(f"<li>{html.escape(r.describe())}"
                          + (f" (looks {list(r.looks)})" if r.looks else "") + "</li>"
                          for r in design.rules)
     ppos_rows = _ppos_rows(res.get("ppos"))
+    head = monitor_headline(res, current.look, design)
+    km = []
+    if obj.km is not None:
+        km = [FigureSpec("km_at_cut", "km_observed", {
+            "curves": obj.km["curves"], "at_risk": obj.km["at_risk"],
+            "title": f"Progression-free survival by arm at the cut ({res['cut_date']})"},
+            title="Progression-free survival by arm at this cut (Kaplan–Meier)",
+            alt="Kaplan–Meier curves of progression-free survival per arm among the patients "
+                "randomised by the cut, with the number at risk per arm under the time "
+                "axis.")]
     sections = (
+        *([head] if head is not None else []),
         section("Trajectory over all looks",
-                f"<p class=\"muted\">{html.escape(obj.message)}</p>{gate}",
+                f"<p class=\"muted\">{html.escape(obj.message)}</p>",
                 FigureSpec("trajectory", "monitor_trajectory", {"looks": list(looks),
-                                                                "design": design}),
+                                                                "design": design},
+                           title="Trajectory of the posterior probability and PPoS over the "
+                                 "looks",
+                           alt="Two panels over calendar time: P(HR < 1) at each look with "
+                               "the efficacy and success thresholds, and the predictive "
+                               "probability of success with the futility threshold."),
                 looks_table(looks)),
         section(f"This look: {res['comparison']}",
-                pd.DataFrame([{"arm": a, **v} for a, v in data["by_arm"].items()]),
+                pd.DataFrame([{"arm": a, **v} for a, v in data["by_arm"].items()]), *km,
                 f"<p class=\"muted\">{data['patients']} patients randomised by the cut, "
                 f"{data['events']} progressions known; {data['randomised_after_cut']} "
                 f"randomised later (not included), {data['progressions_after_cut']} later "
                 f"progressions censored at the cut, {data['withdrawn']} withdrawn.</p>"),
-        section("Posterior", Table(post_rows, digits=4)),
+        section("Posterior", Table(post_rows, digits=4), *([FigureSpec(
+            "prior_posterior", "prior_posterior", {
+                "panels": list(obj.prior_posterior),
+                "title": "Pre-specified prior (line) and posterior at this look (filled)"},
+            title="Prior and posterior at this look: the hazard ratio and the between-site sd",
+            alt="Prior density (line) and posterior (filled) of the hazard ratio and the "
+                "random-effect sds at this look; where they coincide the data say little.")]
+            if obj.prior_posterior else [])),
         section("Predictive probability of success",
                 ppos_rows if len(ppos_rows) else "<p>Final analysis: no prediction needed.</p>"),
         section("Decision rules at this look", rules),
@@ -139,19 +217,27 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
 
 
 def write_monitor_report(out: str | Path, design: Design, looks: Sequence[LookRecord],
-                         current: LookRecord, ledger_path: str, message: str) -> Path:
-    """Write ``report.html``, ``trajectory.png``, ``looks.csv`` and ``look.json`` atomically
+                         current: LookRecord, ledger_path: str, message: str, *,
+                         km: Mapping[str, Any] | None = None,
+                         prior_posterior: Sequence[Mapping[str, Any]] = (),
+                         figure_format: str = "png") -> Path:
+    """Write ``report.html``, ``trajectory.png`` (and the other figures under ``figures/``,
+    also as SVG or PDF with ``figure_format``), ``looks.csv`` and ``look.json`` atomically
     (replacing an earlier report folder, never any other folder)."""
     from bayes_ablation.core.files import atomic_folder
 
-    report = monitor_sections(MonitorReportInput(design, looks, current, ledger_path, message))
-    html_text, pngs = render_report(report)
+    report = monitor_sections(MonitorReportInput(design, looks, current, ledger_path, message,
+                                                 km, tuple(prior_posterior)))
+    rendered = render(report, figure_format=figure_format)
 
     def write(tmp: Path) -> None:
-        (tmp / "trajectory.png").write_bytes(pngs["trajectory"])
+        (tmp / "trajectory.png").write_bytes(rendered.pngs["trajectory"])
+        (tmp / "figures").mkdir()
+        for name, data in rendered.files.items():
+            (tmp / "figures" / name).write_bytes(data)
         looks_table(looks).to_csv(tmp / "looks.csv", index=False)
         (tmp / "look.json").write_text(json.dumps(current.result, indent=2))
-        (tmp / "report.html").write_text(html_text, encoding="utf-8")
+        (tmp / "report.html").write_text(rendered.html, encoding="utf-8")
 
     return atomic_folder(out, write, force=True)
 
