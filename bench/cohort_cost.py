@@ -1,7 +1,7 @@
 """What the cohort design costs a whole `fit` command (issue 14, point 9).
 
 ``examples/cohort/cohort_patients.csv`` (668 patients, 6 sites, 5 confounders: two numeric, one
-binary, two categorical) fitted with the shipped ``models/pfs_cohort.toml`` (design = "cohort":
+binary, two categorical) fitted with the shipped ``examples/cohort/pfs_cohort.toml`` (design = "cohort":
 covariates, ATE / ATT by g-computation with Bayesian-bootstrap weights) and with the same spec
 without covariates (a copy with ``covariates = []`` and no ``beta_covariates`` prior; still
 design = "cohort"), and for reference the randomised ``models/pfs_weibull_site.toml`` on the same
@@ -23,7 +23,7 @@ from pathlib import Path
 from cli_run import timed_fit
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "models" / "pfs_cohort.toml"
+SPEC = ROOT / "examples" / "cohort" / "pfs_cohort.toml"
 DATA = ROOT / "examples" / "cohort" / "cohort_patients.csv"
 
 

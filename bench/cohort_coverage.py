@@ -1,7 +1,7 @@
 """Coverage of the cohort design's causal estimands on confounded cohorts (issue 14, point 6).
 
 ``--n-sims`` cohorts of 668 patients / 6 sites from ``simulate_cohort`` (the example's
-confounding, true conditional log HR −0.25), each fitted twice with ``models/pfs_cohort.toml``
+confounding, true conditional log HR −0.25), each fitted twice with ``examples/cohort/pfs_cohort.toml``
 (4 chains × 1000 draws as shipped, or ``--draws``): adjusted (the spec) and unadjusted (the
 same spec without covariates). Reports how often the 95% intervals cover the truth — the
 sample-average ATE / ATT of S(24) and of the RMST to 36 months, and the conditional log HR —
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=None)
     parser.add_argument("--first-seed", type=int, default=1)
     args = parser.parse_args()
-    spec = load_spec(ROOT / "models" / "pfs_cohort.toml")
+    spec = load_spec(ROOT / "examples" / "cohort" / "pfs_cohort.toml")
     if args.draws:
         spec = spec.with_sampler(draws=args.draws, tune=args.draws)
     naive_spec = spec.updated(analysis={"covariates": []}, priors={"beta_covariates": None})

@@ -9,7 +9,7 @@ import pytest
 
 from bayes_ablation.data.simulate_cohort import simulate_cohort
 from bayes_ablation.errors import DataValidationError
-from tests.conftest import MODELS
+from tests.conftest import MODELS, ROOT
 
 # ------------------------------------------------------------------------ fast, no sampling
 
@@ -124,8 +124,6 @@ def test_missing_patient_covariates_are_an_error_naming_every_cell(tmp_path):
 
 
 def _lr_tables(tmp_path):
-    from tests.conftest import ROOT
-
     patients = pd.read_csv(ROOT / "examples" / "lr_patients.csv")
     lesions = pd.read_csv(ROOT / "examples" / "lr_lesions.csv")
     rng = np.random.default_rng(4)
@@ -173,7 +171,8 @@ def test_lr_missing_patient_covariate_cells_and_unknown_columns_are_listed(tmp_p
 def cohort_spec():
     from bayes_ablation.spec.plan import load_spec
 
-    return load_spec(MODELS / "pfs_cohort.toml").with_sampler(chains=2, draws=400, tune=400)
+    return load_spec(ROOT / "examples" / "cohort" / "pfs_cohort.toml").with_sampler(
+        chains=2, draws=400, tune=400)
 
 
 def _interval(table: pd.DataFrame, label: str) -> tuple[float, float]:
