@@ -25,7 +25,6 @@ from bayes_ablation.errors import BayesAblationError
 from bayes_ablation.spec.plan import AnalysisSpec
 
 
-
 def _lr_cfuncs() -> tuple[Any, Any]:
     from bayes_ablation.endpoints.local_recurrence import numba_kernels
 

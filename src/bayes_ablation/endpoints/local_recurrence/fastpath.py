@@ -162,17 +162,33 @@ def lr_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     w_site = np.asarray(data.get("centring_site", np.zeros(n_sites)), float).ravel()
     w_slope = np.asarray(data.get("centring_site_arm", np.zeros((n_sites, n_treat))),
                          float).ravel()
-    parts = [plan.blocks.ravel(), np.asarray(data["lesion_patient_idx"], float),
-             np.asarray(data["lesion_arm_idx"], float),
-             np.asarray(data["lesion_site_idx"], float), x.ravel(),
-             np.asarray(data["lr_interval"], float), positive.astype(float), log_l, log_u,
+    columns = np.column_stack([
+        np.asarray(data["lesion_patient_idx"], float), np.asarray(data["lesion_arm_idx"], float),
+        np.asarray(data["lesion_site_idx"], float), np.asarray(data["lr_interval"], float),
+        positive.astype(float), log_l.reshape(n_lesions, -1), log_u.reshape(n_lesions, -1),
+        x, e_lower, d_exp])
+    # identical lesions (same patient, scans, covariates) once, with their count
+    rows, count = np.unique(columns, axis=0, return_counts=True)
+    n_rows = rows.shape[0]
+    pat, arm, site, interval, pos = (rows[:, j] for j in range(5))
+    j = 5
+    if pwe:
+        log_l = log_u = np.zeros(0)
+    else:
+        log_l, log_u = rows[:, 5], rows[:, 6]
+        j = 7
+    n_cov = x.shape[1]
+    x = rows[:, j:j + n_cov]
+    e_lower = rows[:, j + n_cov:j + n_cov + n_int]
+    d_exp = rows[:, j + n_cov + n_int:]
+    parts = [plan.blocks.ravel(), pat, arm, site, x.ravel(), interval, pos, log_l, log_u,
              e_lower.ravel(), d_exp.ravel(), np.asarray(data["arm_idx"], float),
              np.asarray(data["died"], float), np.log(followup), plan.expand.ravel(), w_site,
-             w_slope]
+             w_slope, count.astype(float)]
     header = np.zeros(nk.HEADER)
     offsets = np.cumsum([nk.HEADER] + [p.size for p in parts])
     header[nk.H_LEN] = offsets[-1]
-    header[nk.H_NL] = n_lesions
+    header[nk.H_NL] = n_rows
     header[nk.H_NP] = followup.size
     header[nk.H_NBLOCKS] = plan.blocks.shape[0]
     header[nk.H_NDIM] = plan.n_dim
@@ -183,7 +199,7 @@ def lr_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     header[nk.H_NINT] = n_int
     header[nk.H_NEXPANDED] = plan.n_expanded
     header[nk.H_NEXPAND] = plan.expand.shape[0]
-    header[nk.H_OFF_BLOCKS:nk.H_OFF_WSLOPE + 1] = offsets[:-1]
+    header[nk.H_OFF_BLOCKS:nk.H_OFF_LCOUNT + 1] = offsets[:-1]
     buf = np.ascontiguousarray(np.concatenate([header, *parts]))
     buf.flags.writeable = False
     return buf
