@@ -1,6 +1,7 @@
 """Issue 13, point 5: the lesion-level LR fit as a whole command against brms, in one script.
 
-    PYTHONHASHSEED=0 python bench/lr_vs_brms.py [--seed 3] [--runs 2] [--skip-brms]
+    PYTHONHASHSEED=0 python bench/lr_vs_brms.py [--seed 3] [--runs 2] [--variant 1000,500]
+        [--skip-brms]
 
 Data: ``bayes-ablation simulate-lr --n-patients 400 --sites 8 --seed SEED`` (≈900 lesions).
 Ours: ``bayes-ablation fit`` with ``models/local_recurrence_lesion.toml`` minus its lesion
@@ -12,6 +13,7 @@ numba's disk cache if it is cold: see ``compile_cache_hit``). brms:
 1000 draws after 1000 warm-up at adapt_delta 0.95 (``bench/brms_reference.R``; lesion time =
 the scan that found the recurrence, else the last negative scan; lesions with no scan after the
 ablation dropped), compile + sampling. The ratio is brms (compile + sampling) / our wall time.
+``--variant DRAWS,TUNE`` adds a fit with other draws / tuning steps (``fit --draws --tune``).
 
 brms needs R + brms (Debian: ``apt-get install r-cran-brms r-cran-survival``; Debian's
 r-cran-bh also needs ``ln -s /usr/include /usr/lib/R/site-library/BH/include``); without them
@@ -47,10 +49,10 @@ def load() -> float:
 
 
 def cli(args: list[str]) -> float:
-    """Run ``bayes-ablation ARGS --quiet`` in a fresh process; its wall seconds."""
+    """Run ``bayes-ablation ARGS`` in a fresh process; its wall seconds."""
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(ROOT / "src"))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bayes_ablation", *args, "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "bayes_ablation", *args],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 3):  # 3: gate failed, bundle written
@@ -106,15 +108,18 @@ def run_brms(csv: Path) -> dict:
     return out
 
 
-def run_ours(spec: Path, patients: Path, lesions: Path, out: Path) -> dict:
+def run_ours(spec: Path, patients: Path, lesions: Path, out: Path,
+             sampler: list[str] | None = None) -> dict:
     load_before = load()
     wall = cli(["fit", "--spec", str(spec), "--data", str(patients), "--lesions", str(lesions),
-                "--out", str(out), "--force"])
+                "--out", str(out), "--force", "--quiet", *(sampler or [])])
     summary = json.loads((out / "summary.json").read_text())
     timings = summary["provenance"]["timings_seconds"]
     diag = summary["diagnostics"]
     after = wall - timings.get("process_start_to_fit", 0.0) - timings["fit_total"]
-    return {"wall_s": wall, "timings": timings, "bundle_report_s": after,
+    settings = summary["provenance"].get("sampler_settings", {})
+    return {"label": " ".join(sampler or []) or "spec settings", "settings": settings,
+            "wall_s": wall, "timings": timings, "bundle_report_s": after,
             "gate": "pass" if diag["passed"] else "FAIL", "divergences": diag["divergences"],
             "ess_bulk_min": diag["ess_bulk_min"], "ess_tail_min": diag["ess_tail_min"],
             "rhat_max": diag["rhat_max"], "kernel": summary["provenance"].get(
@@ -130,6 +135,8 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "models" /
                         "local_recurrence_lesion.toml")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--variant", action="append", default=[], metavar="DRAWS,TUNE",
+                        help="also fit with --draws DRAWS --tune TUNE (once per --variant)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lr_vs_brms_") as tmp_name:
         tmp = Path(tmp_name)
@@ -145,6 +152,10 @@ def main() -> None:
               f"{sampler.get('tune')}), target_accept {sampler.get('target_accept')}, "
               f"adaptation {sampler.get('adaptation', 'diag')}", flush=True)
         ours = [run_ours(spec, patients, lesions, tmp / f"out{i}") for i in range(args.runs)]
+        for v in args.variant:
+            draws, tune = v.split(",")
+            ours.append(run_ours(spec, patients, lesions, tmp / f"out_{draws}_{tune}",
+                                 ["--draws", draws, "--tune", tune]))
         brms = None
         if args.skip_brms:
             print("brms skipped (--skip-brms)")
@@ -158,7 +169,7 @@ def main() -> None:
     for i, r in enumerate(ours, 1):
         t = r["timings"]
         stages = " | ".join(f"{t.get(s, 0.0):.2f}" for s in STAGES)
-        print(f"| ours #{i} | {r['wall_s']:.1f} | {stages} | {r['bundle_report_s']:.2f} | "
+        print(f"| ours #{i} ({r['label']}) | {r['wall_s']:.1f} | {stages} | {r['bundle_report_s']:.2f} | "
               f"{t.get('compile_cache_hit')} | {r['gate']} | {r['divergences']} | "
               f"{r['ess_bulk_min']:.0f} / {r['ess_tail_min']:.0f} | {r['rhat_max']:.4f} | "
               f"{r['load_before']:.1f}–{r['load_after']:.1f} |")
@@ -170,7 +181,8 @@ def main() -> None:
               f"{brms['rhat_max']:.3f}, min bulk ESS {brms['ess_bulk_min']:.0f}, load avg "
               f"{brms['load_before']:.1f}–{brms['load_after']:.1f}")
         for i, r in enumerate(ours, 1):
-            print(f"ratio brms / ours #{i}: {total / r['wall_s']:.1f}x (goal >= 20x)")
+            print(f"ratio brms / ours #{i} ({r['label']}): {total / r['wall_s']:.1f}x "
+                  "(goal >= 20x)")
     if args.json:
         args.json.write_text(json.dumps({"n_lesions": n_lesions, "ours": ours, "brms": brms},
                                         indent=1))
