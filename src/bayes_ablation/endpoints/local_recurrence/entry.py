@@ -20,14 +20,29 @@ from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.local_recurrence import checks as lr_checks_module
 from bayes_ablation.endpoints.local_recurrence import estimands, model
 from bayes_ablation.endpoints.local_recurrence.sbc import ADAPTER_PWE, ADAPTER_WEIBULL
-from bayes_ablation.endpoints.registry import Endpoint, Family, Prepared
+from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
 from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
 
+
+def _lr_cfuncs() -> tuple[Any, Any]:
+    from bayes_ablation.endpoints.local_recurrence import numba_kernels
+
+    return numba_kernels.lr_cfuncs()
+
+
+def _lr_kernel() -> KernelParts:
+    """One cached kernel for both LR families (the plan's buffer says which baseline)."""
+    from bayes_ablation.endpoints.local_recurrence import fastpath
+
+    return KernelParts(plan=fastpath.lr_plan, buffer=fastpath.lr_buffer, cfuncs=_lr_cfuncs)
+
+
 LR_WEIBULL = Family(name="lr_weibull", endpoint="local_recurrence",
-                    build=model.build_lr_weibull_model, sbc_adapter=ADAPTER_WEIBULL)
+                    build=model.build_lr_weibull_model, kernel=_lr_kernel(),
+                    sbc_adapter=ADAPTER_WEIBULL)
 LR_PWE = Family(name="lr_pwe", endpoint="local_recurrence", build=model.build_lr_pwe_model,
-                sbc_adapter=ADAPTER_PWE)
+                kernel=_lr_kernel(), sbc_adapter=ADAPTER_PWE)
 
 #: the LR checks' replicated data sets (at least this many, whatever the caller asks)
 MIN_CHECK_DRAWS = 200
