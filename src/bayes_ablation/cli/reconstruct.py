@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--at-risk", required=True, dest="at_risk",
                    help="numbers at risk CSV: time_months,n_at_risk (first row at 0)")
     p.add_argument("--arm", required=True, help="arm label written in the output")
+    p.add_argument("--site", help="site (or trial) label written as a 'site' column, so the "
+                   "output is a patient table `fit` reads (arms of one trial: the same label)")
     p.add_argument("--total-events", type=int, dest="total_events",
                    help="published number of events of the arm (matched exactly)")
     p.add_argument("--out", required=True, help="patient table CSV to write")
@@ -47,7 +49,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if not Path(name).is_file():
             raise UsageError(f"{name}: no such file")
     rec = reconstruct_ipd(read_table(args.curve), read_table(args.at_risk), args.arm,
-                          args.total_events, curve_name=args.curve, at_risk_name=args.at_risk)
+                          args.total_events, curve_name=args.curve, at_risk_name=args.at_risk,
+                          site=args.site)
     fig = None
     if args.figure:
         from bayes_ablation.report.reconstruct import reconstruction_overlay

@@ -238,13 +238,14 @@ def _run_interval(ts: np.ndarray, s: np.ndarray, lo: int, hi: int, t_end: float,
 
 def reconstruct_ipd(curve: pd.DataFrame, at_risk: pd.DataFrame, arm: str,
                     total_events: int | None = None, *, curve_name: str = "curve",
-                    at_risk_name: str = "at-risk") -> Reconstruction:
+                    at_risk_name: str = "at-risk", site: str | None = None) -> Reconstruction:
     """Guyot et al. (2012) IPD of one arm from its digitised curve and numbers at risk.
 
     ``curve``: columns ``time_months, survival`` (fraction or percent, cleaned as
     :func:`clean_curve` says); ``at_risk``: ``time_months, n_at_risk`` starting at 0.
     ``total_events``: the published number of events of the arm, matched exactly when given.
-    The result has exactly ``n_at_risk(0)`` patients.
+    The result has exactly ``n_at_risk(0)`` patients; with ``site`` (the publishing trial,
+    e.g. ``"EPOC"``) a ``site`` column makes it a patient table ``fit`` reads as it is.
     """
     cleaned, scale, cleaning = clean_curve(curve, curve_name)
     risk = validate_at_risk(at_risk, at_risk_name)
@@ -319,6 +320,8 @@ def reconstruct_ipd(curve: pd.DataFrame, at_risk: pd.DataFrame, arm: str,
         cens_times.append(cens)
         n_now = int(n[-1])
     ipd = _ipd(ts, d_all, np.concatenate(cens_times) if cens_times else np.zeros(0), n_now, arm)
+    if site is not None:
+        ipd.insert(1, "site", site)
     if len(ipd) != n_risk[0]:  # pragma: no cover - bookkeeping guard
         raise AssertionError(f"reconstructed {len(ipd)} patients, expected {n_risk[0]}")
     if total_events is not None and int(ipd["event"].sum()) != total_events:
