@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,22 +35,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from cli_run import ROOT, run_cli, timed_fit
+from lr_vs_brms import brms_available, brms_table, covariate_free_spec
 
 MODELS = ROOT / "models"
 BRMS_SCRIPT = Path(__file__).resolve().parent / "brms_reference.R"
 BRMS_HINT = ("needs R + brms: apt-get install r-cran-brms r-cran-survival; Debian's r-cran-bh "
              "also needs ln -s /usr/include /usr/lib/R/site-library/BH/include")
-
-
-def brms_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    probe = subprocess.run(["Rscript", "-e", "library(brms); library(jsonlite); "
-                            "stopifnot(system.file('include', package = 'BH') != '')"],
-                           capture_output=True, text=True)
-    return probe.returncode == 0
 
 
 def brms_fit(csv: Path, kind: str, adapt_delta: float) -> dict:
@@ -103,24 +93,14 @@ def weibull_csv(n: int, sites: int, path: Path, seed: int) -> None:
 
 def lr_tables(folder: Path, seed: int = 3) -> tuple[Path, Path, Path, int]:
     """≈900 lesions / 400 patients / 8 sites: (patients.csv, lesions.csv, brms csv, lesions)."""
-    import pandas as pd
-
     from bayes_ablation.data.simulate_lr import simulate_lr_trial
 
     sim = simulate_lr_trial(400, 8, seed=seed)
     patients, lesions = folder / "lr_patients.csv", folder / "lr_lesions.csv"
     sim.patients.to_csv(patients, index=False)
     sim.lesions.to_csv(lesions, index=False)
-    merged = sim.lesions.merge(sim.patients[["patient_id", "site", "arm"]], on="patient_id")
-    event = merged["lr_upper_months"].notna()
-    brms = pd.DataFrame({"time": np.where(event, merged["lr_upper_months"],
-                                          merged["lr_lower_months"]),
-                         "event": event.astype(int), "arm": merged["arm"],
-                         "site": merged["site"], "patient_id": merged["patient_id"]})
-    brms = brms[brms["time"] > 0]
-    csv = folder / "lr_brms.csv"
-    brms.to_csv(csv, index=False)
-    return patients, lesions, csv, len(sim.lesions)
+    return patients, lesions, brms_table(patients, lesions, folder / "lr_brms.csv"), len(
+        sim.lesions)
 
 
 def brms_csv(pfs_csv: Path, path: Path) -> Path:
@@ -170,8 +150,10 @@ def main() -> None:
 
         # LR ~900 lesions vs brms at adapt_delta 0.95
         patients, lesions, lr_brms, n_les = lr_tables(tmp)
-        row = {"case": f"lr_{n_les}x400x8", **ours(MODELS / "local_recurrence_lesion.toml",
-                                                   patients, tmp / "o_lr", lesions=lesions)}
+        lr_spec = covariate_free_spec(MODELS / "local_recurrence_lesion.toml",
+                                      tmp / "lr_no_covariates.toml")
+        row = {"case": f"lr_{n_les}x400x8", **ours(lr_spec, patients, tmp / "o_lr",
+                                                   lesions=lesions)}
         if use_brms:
             b = brms_fit(lr_brms, "lr_frailty", 0.95)
             row["baseline"] = (f"brms {b['compile_seconds']:.1f} + {b['sampling_seconds']:.1f}"
