@@ -11,12 +11,10 @@ from typing import Any
 import numpy as np
 
 from bayes_ablation.endpoints.kernel import (
-    PARAM_ORDER,
-    TRANSFORM_NAMES,
     KernelPlan,
     KernelUnavailable,
-    transform_code,
 )
+from bayes_ablation.endpoints.pfs.fastpath import free_variable_blocks, traced_items
 from bayes_ablation.spec.plan import AnalysisSpec
 
 _ROLES = {"log_cumhaz_ref": 0, "weibull_shape": 1, "log_hr": 2, "sigma_site": 3, "z_site": 4,
@@ -39,40 +37,10 @@ def lr_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> Kernel
     if spec.model not in _NEEDED:
         raise KernelUnavailable(f"no cached LR kernel for model family {spec.model!r}")
     point = model.initial_point() if point is None else point
-    rows, names, shapes, reparameterized = [], [], [], []
-    block_of_rv: dict[str, int] = {}
-    offset = 0
-    for rv in model.free_RVs:
-        value = model.rvs_to_values[rv]
-        name = rv.name
-        base = name[:-3] if name.endswith("_sq") else name
-        if base not in _ROLES or base == _NOT_IN[spec.model]:
-            raise KernelUnavailable(f"free variable {name!r} is not part of the "
-                                    f"{spec.model} kernel")
-        if base.startswith("z_"):
-            family, params = "normal", {"mu": 0.0, "sigma": 1.0}
-        else:
-            prior = spec.priors.get(base)
-            if prior is None:
-                raise KernelUnavailable(f"no prior in the spec for {base!r}")
-            family, params = prior.family, prior.params
-            if (family == "lognormal_variance") != (name != base):
-                raise KernelUnavailable(f"{name!r} does not match prior family {family!r}")
-        transform = transform_code(family)
-        actual = type(model.rvs_to_transforms.get(rv)).__name__
-        if actual not in TRANSFORM_NAMES[transform]:
-            raise KernelUnavailable(f"{name!r} has transform {actual}, kernel expects "
-                                    f"{TRANSFORM_NAMES[transform][0]}")
-        shape = tuple(int(s) for s in np.shape(point[value.name]))
-        size = math.prod(shape)
-        p = [float(params[k]) for k in PARAM_ORDER[family]] + [0.0] * 3
-        rows.append([_ROLES[base], nk.FAMILIES.index(family), transform, offset, size, *p[:3]])
-        block_of_rv[name] = len(rows) - 1
-        names.append(value.name)
-        shapes.append(shape)
-        if transform:
-            reparameterized.append(value.name)
-        offset += size
+    roles = {k: v for k, v in _ROLES.items() if k != _NOT_IN[spec.model]}
+    rows, names, shapes, reparameterized, block_of_rv = free_variable_blocks(
+        model, spec, point, roles)
+    offset = sum(math.prod(shape) for shape in shapes)
     role_block = {int(r[0]): i for i, r in enumerate(rows)}
     needed = (*_NEEDED[spec.model], "log_hr", "death_log_cumhaz_ref", "death_weibull_shape",
               "death_log_hr")
@@ -84,26 +52,12 @@ def lr_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> Kernel
     if missing:
         raise KernelUnavailable(f"the {spec.model} kernel needs {missing}")
     n_dim = offset
-    items = []
-    for var in model.unobserved_value_vars:
-        if var.name in names:
-            continue
-        vname = var.name
-        if vname in block_of_rv:
-            code, block = nk.E_CONSTRAINED, block_of_rv[vname]
-        elif f"{vname}_sq" in block_of_rv:
-            code, block = nk.E_SQRT, block_of_rv[f"{vname}_sq"]
-        elif vname in _DETERMINISTICS and _DETERMINISTICS[vname][1] in role_block:
-            code = (nk.E_EXP, nk.E_U_SITE, nk.E_V_SITE)[_DETERMINISTICS[vname][0] - 2]
-            block = role_block[_DETERMINISTICS[vname][1]]
-        else:
-            raise KernelUnavailable(f"traced variable {vname!r} is not known to the kernel")
-        shape = shapes[block]
-        size = math.prod(shape)
-        items.append([code, block, offset, size])
-        names.append(vname)
-        shapes.append(tuple(shape))
-        offset += size
+    codes = (nk.E_EXP, nk.E_U_SITE, nk.E_V_SITE)
+    deterministic = {name: (codes[code - 2], role_block[role])
+                     for name, (code, role) in _DETERMINISTICS.items() if role in role_block}
+    items = traced_items(model, names, shapes, block_of_rv, deterministic,
+                         nk.E_CONSTRAINED, nk.E_SQRT)
+    offset = sum(math.prod(shape) for shape in shapes)
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
     return KernelPlan(family=spec.model,
                       blocks=np.array(rows, float).reshape(-1, nk.BLOCK_WIDTH),
