@@ -116,7 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-brms", action="store_true")
     parser.add_argument("--skip-million", action="store_true", help="no 10⁶-patient PWE row")
-    parser.add_argument("--append", type=Path, help="append the markdown table to this file")
+    parser.add_argument("--append", type=Path, dest="append_to",
+                        help="append the markdown table to this file")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import e2e_scaling
@@ -187,8 +188,8 @@ def main() -> None:
                                          if f.is_file()) / 1e6, 1)})
 
         # second-process compile of every shipped family (the first process warms the cache)
-        for name, args in compile_cases(tmp, patients, lesions):
-            walls = [run_cli([*args, "--out", str(tmp / f"c_{name}_{k}")]) for k in range(2)]
+        for name, cli_args in compile_cases(tmp, patients, lesions):
+            walls = [run_cli([*cli_args, "--out", str(tmp / f"c_{name}_{k}")]) for k in range(2)]
             summary = json.loads((tmp / f"c_{name}_1" / "summary.json").read_text())
             timings = summary.get("provenance", {}).get("timings_seconds", {})
             emit({"case": f"second_process_compile:{name}",
@@ -198,9 +199,9 @@ def main() -> None:
 
     table = markdown(rows)
     print(table)
-    if args.append:
+    if args.append_to:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        with args.append.open("a") as fh:
+        with args.append_to.open("a") as fh:
             fh.write(f"\n### Issue 13 speed table ({stamp})\n\n"
                      "`PYTHONHASHSEED=0 PYTENSOR_FLAGS=base_compiledir=$PWD/.cache/pytensor "
                      ".venv/bin/python bench/speed_table.py`\n\n" + table + "\n")
