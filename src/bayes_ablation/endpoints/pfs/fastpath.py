@@ -42,76 +42,21 @@ def weibull_plan(model: Any, spec: AnalysisSpec, point: dict | None = None) -> K
         raise KernelUnavailable("the Weibull kernel has no subgroup effects (subgroups "
                                 f"{', '.join(spec.subgroups)}): the PyMC graph is compiled")
     point = model.initial_point() if point is None else point
-    rows, names, shapes, reparameterized = [], [], [], []
-    block_of_rv: dict[str, int] = {}
-    offset = 0
-    for rv in model.free_RVs:
-        value = model.rvs_to_values[rv]
-        name = rv.name
-        base = name[:-3] if name.endswith("_sq") else name
-        if base not in _WEIBULL_ROLES:
-            raise KernelUnavailable(f"free variable {name!r} is not part of the Weibull kernel")
-        if base.startswith("z_"):
-            family, params = "normal", {"mu": 0.0, "sigma": 1.0}
-        else:
-            prior = spec.priors.get(base)
-            if prior is None:
-                raise KernelUnavailable(f"no prior in the spec for {base!r}")
-            family, params = prior.family, prior.params
-            if (family == "lognormal_variance") != (name != base):
-                raise KernelUnavailable(f"{name!r} does not match prior family {family!r}")
-        transform = transform_code(family)
-        actual = type(model.rvs_to_transforms.get(rv)).__name__
-        if actual not in TRANSFORM_NAMES[transform]:
-            raise KernelUnavailable(f"{name!r} has transform {actual}, kernel expects "
-                                    f"{TRANSFORM_NAMES[transform][0]}")
-        shape = tuple(int(s) for s in np.shape(point[value.name]))
-        size = math.prod(shape)
-        p = [float(params[k]) for k in PARAM_ORDER[family]] + [0.0] * 3
-        rows.append([_WEIBULL_ROLES[base], nk.FAMILIES.index(family), transform, offset, size,
-                     *p[:3]])
-        block_of_rv[name] = len(rows) - 1
-        names.append(value.name)
-        shapes.append(shape)
-        if transform:
-            reparameterized.append(value.name)
-        offset += size
+    rows, names, shapes, reparameterized, block_of_rv = free_variable_blocks(
+        model, spec, point, _WEIBULL_ROLES)
     roles = {int(r[0]) for r in rows}
     for needed in (0, 1, 2):
         if needed not in roles:
             raise KernelUnavailable("the Weibull kernel needs log_cumhaz_ref, weibull_shape "
                                     "and log_hr")
-    n_dim = offset
+    n_dim = sum(math.prod(shape) for shape in shapes)
     role_block = {int(r[0]): i for i, r in enumerate(rows)}
-    items = []
-    for var in model.unobserved_value_vars:
-        if var.name in names:
-            continue
-        vname = var.name
-        if vname in block_of_rv:
-            code, block = nk.E_CONSTRAINED, block_of_rv[vname]
-            shape = shapes[block]
-        elif f"{vname}_sq" in block_of_rv:
-            code, block = nk.E_SQRT, block_of_rv[f"{vname}_sq"]
-            shape = shapes[block]
-        elif vname == "log_lambda0":
-            code, block, shape = nk.E_LOG_LAMBDA0, -1, ()
-        elif vname == "hr":
-            code, block = nk.E_HR, role_block[2]
-            shape = shapes[block]
-        elif vname == "u_site" and 4 in role_block:
-            code, block = nk.E_U_SITE, role_block[4]
-            shape = shapes[block]
-        elif vname == "v_site_arm" and 6 in role_block:
-            code, block = nk.E_V_SITE, role_block[6]
-            shape = shapes[block]
-        else:
-            raise KernelUnavailable(f"traced variable {vname!r} is not known to the kernel")
-        size = math.prod(shape)
-        items.append([code, block, offset, size])
-        names.append(vname)
-        shapes.append(tuple(shape))
-        offset += size
+    deterministic = {"log_lambda0": (nk.E_LOG_LAMBDA0, -1), "hr": (nk.E_HR, role_block[2]),
+                     **({"u_site": (nk.E_U_SITE, role_block[4])} if 4 in role_block else {}),
+                     **({"v_site_arm": (nk.E_V_SITE, role_block[6])} if 6 in role_block else {})}
+    items = traced_items(model, names, shapes, block_of_rv, deterministic, nk.E_CONSTRAINED,
+                         nk.E_SQRT)
+    offset = sum(math.prod(shape) for shape in shapes)
     t_ref = float(spec.model_options.get("time_ref_months", 12.0))
     return KernelPlan(family="weibull", blocks=np.array(rows, float).reshape(-1, nk.BLOCK_WIDTH),
                       expand=np.array(items, float).reshape(-1, nk.EXPAND_WIDTH),
