@@ -19,6 +19,7 @@ import pytest
 from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import CovariateSim, simulate_trial
 from bayes_ablation.spec.plan import parse_spec
+from tests.inference.kernel_checks import assert_kernel_matches_pymc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +103,6 @@ def test_kernel_equals_pymc_logp_and_gradient(weibull_spec, case):
     from bayes_ablation.endpoints.build import build_model
     from bayes_ablation.endpoints.pfs import fastpath as pfs_fastpath
     from bayes_ablation.endpoints.pfs import numba_kernels as nk
-    from bayes_ablation.inference import kernels as fastpath
 
     spec, patients = make_case(weibull_spec.raw, **CASES[case])
     model = build_model(spec, patients)
@@ -115,26 +115,7 @@ def test_kernel_equals_pymc_logp_and_gradient(weibull_spec, case):
     plan = pfs_fastpath.weibull_plan(model, spec)
     buf = pfs_fastpath.weibull_buffer(plan, model)
     cfuncs = nk.weibull_cfuncs()
-    logp = model.compile_logp(mode="FAST_COMPILE")
-    dlogp = model.compile_dlogp(mode="FAST_COMPILE")
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    sizes = [int(np.prod(s)) for s in plan.shapes[:len(values)]]
-    bounds = np.cumsum([0, *sizes])
-    for position in fastpath.check_points(model, plan, n=3, seed=11):
-        point = {v.name: position[bounds[i]:bounds[i + 1]].reshape(plan.shapes[i])
-                 for i, v in enumerate(values)}
-        lp, grad, code = fastpath.kernel_logp_grad(cfuncs, buf, position)
-        assert code == 0
-        ref_lp = float(logp(point))
-        ref_grad = np.asarray(dlogp(point))
-        assert lp == pytest.approx(ref_lp, rel=1e-8, abs=1e-8)
-        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8,
-                                   atol=1e-8 * max(1.0, np.abs(ref_grad).max()))
-    # traced values (constrained parameters and deterministics) against PyMC's
-    reference = fastpath.pymc_reference(model, plan)
-    position = fastpath.check_points(model, plan, n=1, seed=5)[0]
-    trace = fastpath.kernel_expand(cfuncs, buf, plan, position)
-    np.testing.assert_allclose(trace, reference(position)[2], rtol=1e-10, atol=1e-12)
+    assert_kernel_matches_pymc(model, plan, buf, cfuncs)
 
 
 def test_kernel_rejects_a_model_it_does_not_know(weibull_spec):

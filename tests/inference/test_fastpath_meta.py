@@ -18,6 +18,7 @@ import pytest
 from bayes_ablation.data.simulate import simulate_trial
 from bayes_ablation.data.studies import studies_from_frame
 from bayes_ablation.spec.plan import parse_spec
+from tests.inference.kernel_checks import assert_kernel_matches_pymc
 from tests.inference.test_fastpath import PRIORS, ROOT
 
 AGGREGATE = [{"study": "A", "log_hr": -0.1, "se": 0.15}, {"study": "B", "log_hr": -0.5, "se": 0.2},
@@ -77,7 +78,7 @@ IPD_CASES = {
 }
 
 
-def assert_kernel_matches_pymc(model, spec):
+def assert_meta_kernel_matches_pymc(model, spec):
     from bayes_ablation.endpoints.meta import fastpath as meta_fastpath
     from bayes_ablation.endpoints.pfs import numba_kernels as nk
     from bayes_ablation.inference import kernels as fastpath
@@ -85,23 +86,7 @@ def assert_kernel_matches_pymc(model, spec):
     plan = meta_fastpath.meta_plan(model, spec)
     buf = meta_fastpath.meta_buffer(plan, model)
     cfuncs = nk.meta_cfuncs()
-    logp = model.compile_logp(mode="FAST_COMPILE")
-    dlogp = model.compile_dlogp(mode="FAST_COMPILE")
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    bounds = np.cumsum([0, *[int(np.prod(s)) for s in plan.shapes[:len(values)]]])
-    for position in fastpath.check_points(model, plan, n=3, seed=11):
-        point = {v.name: position[bounds[i]:bounds[i + 1]].reshape(plan.shapes[i])
-                 for i, v in enumerate(values)}
-        lp, grad, code = fastpath.kernel_logp_grad(cfuncs, buf, position)
-        assert code == 0
-        ref_grad = np.asarray(dlogp(point))
-        assert lp == pytest.approx(float(logp(point)), rel=1e-8, abs=1e-8)
-        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8,
-                                   atol=1e-8 * max(1.0, np.abs(ref_grad).max()))
-    reference = fastpath.pymc_reference(model, plan)
-    position = fastpath.check_points(model, plan, n=1, seed=5)[0]
-    trace = fastpath.kernel_expand(cfuncs, buf, plan, position)
-    np.testing.assert_allclose(trace, reference(position)[2], rtol=1e-10, atol=1e-12)
+    assert_kernel_matches_pymc(model, plan, buf, cfuncs)
     fastpath.check_kernel(model, plan, buf, cfuncs, fastpath.check_points(model, plan))
 
 
@@ -110,7 +95,7 @@ def test_normal_normal_kernel_equals_pymc(case):
     from bayes_ablation.endpoints.build import build_model
 
     spec, studies = normal_normal_case(NN_CASES[case])
-    assert_kernel_matches_pymc(build_model(spec, studies), spec)
+    assert_meta_kernel_matches_pymc(build_model(spec, studies), spec)
 
 
 @pytest.mark.parametrize("case", sorted(IPD_CASES))
@@ -118,7 +103,7 @@ def test_ipd_ad_kernel_equals_pymc(tmp_path, case):
     from bayes_ablation.endpoints.build import build_model
 
     spec, studies = ipd_case(tmp_path, **IPD_CASES[case])
-    assert_kernel_matches_pymc(build_model(spec, studies), spec)
+    assert_meta_kernel_matches_pymc(build_model(spec, studies), spec)
 
 
 def test_marginal_parameterisation_falls_back():

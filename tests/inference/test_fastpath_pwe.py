@@ -17,6 +17,7 @@ import pytest
 from bayes_ablation.data.schema import patients_from_frame
 from bayes_ablation.data.simulate import CovariateSim, simulate_trial
 from bayes_ablation.spec.plan import parse_spec
+from tests.inference.kernel_checks import assert_kernel_matches_pymc
 from tests.inference.test_fastpath import PRIORS, ROOT
 
 BASE_FAMILIES = {"log_hazard_mean": "normal", "log_hr": "normal",
@@ -121,23 +122,7 @@ def test_pwe_kernel_equals_pymc_logp_gradient_and_trace(pwe_raw, case):
     plan = pfs_fastpath.pwe_plan(model, spec)
     buf = pfs_fastpath.pwe_buffer(plan, model)
     cfuncs = nk.pwe_cfuncs()
-    logp = model.compile_logp(mode="FAST_COMPILE")
-    dlogp = model.compile_dlogp(mode="FAST_COMPILE")
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    bounds = np.cumsum([0, *[int(np.prod(s)) for s in plan.shapes[:len(values)]]])
-    for position in fastpath.check_points(model, plan, n=3, seed=11):
-        point = {v.name: position[bounds[i]:bounds[i + 1]].reshape(plan.shapes[i])
-                 for i, v in enumerate(values)}
-        lp, grad, code = fastpath.kernel_logp_grad(cfuncs, buf, position)
-        assert code == 0
-        ref_grad = np.asarray(dlogp(point))
-        assert lp == pytest.approx(float(logp(point)), rel=1e-8, abs=1e-8)
-        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8,
-                                   atol=1e-8 * max(1.0, np.abs(ref_grad).max()))
-    reference = fastpath.pymc_reference(model, plan)
-    position = fastpath.check_points(model, plan, n=1, seed=5)[0]
-    trace = fastpath.kernel_expand(cfuncs, buf, plan, position)
-    np.testing.assert_allclose(trace, reference(position)[2], rtol=1e-10, atol=1e-12)
+    assert_kernel_matches_pymc(model, plan, buf, cfuncs)
     # the generic per-process check accepts it too
     fastpath.check_kernel(model, plan, buf, cfuncs, fastpath.check_points(model, plan))
 

@@ -20,6 +20,7 @@ from bayes_ablation.data.lesions import lr_data_from_frames
 from bayes_ablation.data.simulate_lr import simulate_lr_trial
 from bayes_ablation.spec.plan import load_spec, parse_spec
 from tests.conftest import MODELS
+from tests.inference.kernel_checks import assert_kernel_matches_pymc
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = {"lr_weibull": "local_recurrence_lesion.toml", "lr_pwe": "local_recurrence_lesion_pwe.toml"}
@@ -116,23 +117,7 @@ def test_lr_kernel_equals_pymc_logp_gradient_and_trace(case):
     plan = lr_fastpath.lr_plan(model, spec)
     buf = lr_fastpath.lr_buffer(plan, model)
     cfuncs = nk.lr_cfuncs()
-    logp = model.compile_logp(mode="FAST_COMPILE")
-    dlogp = model.compile_dlogp(mode="FAST_COMPILE")
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    bounds = np.cumsum([0, *[int(np.prod(s)) for s in plan.shapes[:len(values)]]])
-    for position in kernels.check_points(model, plan, n=3, seed=11):
-        point = {v.name: position[bounds[i]:bounds[i + 1]].reshape(plan.shapes[i])
-                 for i, v in enumerate(values)}
-        lp, grad, code = kernels.kernel_logp_grad(cfuncs, buf, position)
-        assert code == 0
-        ref_grad = np.asarray(dlogp(point))
-        assert lp == pytest.approx(float(logp(point)), rel=1e-8, abs=1e-8)
-        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8,
-                                   atol=1e-8 * max(1.0, np.abs(ref_grad).max()))
-    reference = kernels.pymc_reference(model, plan)
-    position = kernels.check_points(model, plan, n=1, seed=5)[0]
-    trace = kernels.kernel_expand(cfuncs, buf, plan, position)
-    np.testing.assert_allclose(trace, reference(position)[2], rtol=1e-10, atol=1e-12)
+    assert_kernel_matches_pymc(model, plan, buf, cfuncs)
     # the sampler path: a checked nutpie model on the cached kernel
     compiled, facts = kernels.kernel_model(model, spec)
     assert facts["logp_kernel"] == f"numba cached ({spec.model})"
