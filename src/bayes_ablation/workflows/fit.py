@@ -153,6 +153,10 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     sampled = sample(model, spec.sampler, progress=progress, cache_key=key, spec=spec,
                      while_sampling=prepare_outputs)
     idata = sampled.idata
+    if spec.borrowing is not None:  # draws of what the sampler integrated out
+        from bayes_ablation.endpoints.borrowing.model import complete_posterior
+
+        idata["posterior"] = complete_posterior(idata.posterior.to_dataset(), spec)
     idata.posterior.attrs["arms"] = json.dumps(list(prepared.arms))
     idata.posterior.attrs["spec_sha256"] = spec.sha256
     model_details: dict[str, Any] = {}

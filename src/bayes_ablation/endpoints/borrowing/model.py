@@ -9,10 +9,12 @@ Internal patients: the Weibull PH model of :mod:`bayes_ablation.endpoints.pfs.mo
 
 * ``full``: α_ext = α, ℓ_ext added (pooling the external controls with the internal ones);
 * ``power``: α_ext = α, a0 · ℓ_ext added (fixed a0, ``pm.Potential``);
-* ``commensurate``: α_ext = α + δ, δ ~ N(0, 1/τ) (partially centred by the data,
-  :func:`offset_centring`), τ ~ the spec's
-  ``[borrowing.precision]`` prior, ℓ_ext added (Hobbs et al. 2011: the internal and external
-  baselines are commensurate with precision τ; τ → ∞ is ``full``, τ → 0 is ``none``);
+* ``commensurate``: α_ext = α + δ, δ | τ ~ N(0, 1/τ), τ ~ the spec's ``[borrowing.precision]``
+  prior, ℓ_ext added (Hobbs et al. 2011: the internal and external baselines are commensurate
+  with precision τ; τ → ∞ is ``full``, τ → 0 is ``none``). The sampler sees δ with τ
+  integrated out (a scale mixture of normals, :mod:`~bayes_ablation.endpoints.borrowing.
+  precision`: the (τ, δ) funnel diverged in most SBC fits); τ is drawn given δ after sampling
+  (:func:`complete_posterior`);
 * ``map``: no external likelihood; the MAP mixture replaces the spec's prior of the target
   (``log_cumhaz_ref`` or ``log_hr``, a ``pm.NormalMixture``);
 * ``none``: exactly the Weibull model of the internal patients.
@@ -33,8 +35,7 @@ import pytensor.tensor as pt
 
 from bayes_ablation.data.schema import PatientTable
 from bayes_ablation.endpoints.borrowing.map_prior import MapPrior
-from bayes_ablation.endpoints.borrowing.summary import weibull_mle
-from bayes_ablation.endpoints.hierarchy import moment_centring, scaled_normal
+from bayes_ablation.endpoints.borrowing.precision import quadrature
 from bayes_ablation.endpoints.pfs.model import (
     build_weibull_model,
     custom_logp,
@@ -71,20 +72,17 @@ def _mixture(name: str, mix: Any, dims: str | None = None) -> Any:
                             sigma=np.asarray(mix.s), dims=dims)
 
 
-def offset_centring(patients: PatientTable, external: PatientTable, t_ref: float) -> float:
-    """Partial-centring weight of the commensurate offset δ (geometry only, the prior is the
-    same): w = σ̂²/(σ̂² + s²) from the crude offset δ̂ = α̂_ext − α̂_int and its sampling
-    variance s² (Weibull ML fits of each source; :func:`~bayes_ablation.endpoints.hierarchy.
-    moment_centring`). Conflicting sources (δ pinned far from 0) sample centred, exchangeable
-    ones non-centred."""
-    x_int, _, _ = patients.design_matrix()
-    x_ext, _, _ = external.design_matrix()
-    p_int, c_int = weibull_mle(patients.time, patients.event, patients.arm_idx,
-                               len(patients.arms), x_int, t_ref)
-    p_ext, c_ext = weibull_mle(external.time, external.event, np.zeros(external.n_patients, int),
-                               1, x_ext, t_ref)
-    delta = np.array([p_ext[0] - p_int[0]])
-    return float(moment_centring(delta, np.array([c_int[0, 0] + c_ext[0, 0]]))[0])
+def complete_posterior(posterior: Any, spec: AnalysisSpec) -> Any:
+    """``posterior`` (an xarray Dataset of draws) with ``commensurate_precision`` (chain, draw):
+    one draw of τ | δ per draw of ``external_offset`` (seeded by the spec's sampler seed).
+    Other methods: ``posterior`` unchanged."""
+    b = spec.borrowing
+    if b is None or b.method != "commensurate" or "commensurate_precision" in posterior:
+        return posterior
+    delta = posterior["external_offset"]
+    rng = np.random.default_rng([spec.sampler.seed, 1])
+    tau = quadrature(b.precision).draw_precision(delta.values, rng)
+    return posterior.assign(commensurate_precision=(delta.dims, tau))
 
 
 def build_borrowing_model(spec: AnalysisSpec, data: BorrowingData) -> pm.Model:
@@ -136,11 +134,10 @@ def build_borrowing_model(spec: AnalysisSpec, data: BorrowingData) -> pm.Model:
             e_event = pm.Data("external_event", ext.event.astype(float),
                               dims="external_patient")
             alpha_ext = alpha
-            if method == "commensurate":
-                tau = prior("commensurate_precision", b.precision)
-                w = pm.Data("centring_external_offset", offset_centring(patients, ext, t_ref))
-                offset = pm.Deterministic("external_offset", scaled_normal(
-                    "z_external_offset", 1.0 / pt.sqrt(tau), (), w))
+            if method == "commensurate":  # τ integrated out (precision.py), drawn afterwards
+                quad = quadrature(b.precision)
+                offset = pm.NormalMixture("external_offset", w=quad.weights,
+                                          mu=np.zeros(quad.weights.size), sigma=quad.offset_sd)
                 alpha_ext = pm.Deterministic("log_cumhaz_ref_external", alpha + offset)
             eta_ext = 0.0
             if covariate_names:

@@ -2,7 +2,8 @@
 ``commensurate``): the generative model includes the external controls.
 
 Parameters: the Weibull adapter's (α, k, log HR, site sds) and, for ``commensurate``, the
-precision τ ~ ``[borrowing.precision]`` and the offset δ ~ N(0, 1/τ) (``full``: δ = 0). The
+precision τ ~ ``[borrowing.precision]`` and the offset δ ~ N(0, 1/τ) (``full``: δ = 0; the
+fitted model integrates τ out and draws it given δ afterwards, as ``fit`` does). The
 internal trial is simulated as by :class:`~bayes_ablation.endpoints.pfs.sbc.WeibullAdapter`;
 ``n_external`` external control patients (no site effects, as in the model) have baseline
 α + δ, the same shape k and the same accrual, follow-up and dropout. ``power`` (a0-discounted
@@ -55,6 +56,13 @@ class BorrowingAdapter(WeibullAdapter):
             params["commensurate_precision"] = tau
             params["external_offset"] = float(rng.normal(0.0, 1.0 / np.sqrt(tau)))
         return params
+
+    def posterior_draws(self, posterior: Any, spec: AnalysisSpec) -> dict[str, np.ndarray]:
+        from bayes_ablation.endpoints.borrowing.model import complete_posterior
+
+        if hasattr(posterior, "to_dataset"):  # a DataTree node
+            posterior = posterior.to_dataset()
+        return super().posterior_draws(complete_posterior(posterior, spec), spec)
 
     def simulate(self, spec: AnalysisSpec, params: Mapping[str, float],
                  design: Mapping[str, float | int], rng: np.random.Generator) -> Simulated:
