@@ -38,59 +38,55 @@ class ConvergenceReport:
         return d
 
 
-def _flat(tree: Any) -> dict[str, np.ndarray]:
-    """Variables of an ArviZ result (DataTree or Dataset) as flat arrays."""
-    ds = tree.to_dataset() if hasattr(tree, "to_dataset") else tree
-    if "posterior" in getattr(tree, "children", {}):
-        ds = tree["posterior"].to_dataset()
-    return {name: np.atleast_1d(np.asarray(da.values, float)).ravel()
-            for name, da in ds.data_vars.items()}
-
-
-def parameter_table(idata: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:
-    """Per scalar parameter: mean, sd, R-hat, bulk/tail ESS and MCSE of the mean (ArviZ)."""
-    import arviz as az
-
-    post = idata.posterior.to_dataset()
-    names = var_names or [v for v in post.data_vars if post[v].ndim >= 2]
-    summary = az.summary(idata, var_names=names, ci_prob=0.95)
-    return pd.DataFrame(summary)
+def e_bfmi(energy: np.ndarray) -> np.ndarray:
+    """E-BFMI per chain of the (chain, draw) energies: mean_t (E_t − E_t−1)² / Var(E) (ddof 1)
+    (Betancourt 2016; ArviZ's ``bfmi``)."""
+    energy = np.asarray(energy, float)
+    num = np.square(np.diff(energy, axis=1)).mean(axis=1)
+    return num / np.var(energy, axis=1, ddof=1)
 
 
 def convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec) -> ConvergenceReport:
-    """Run R-hat, ESS, MCSE, divergence and E-BFMI checks and apply the gate."""
-    import arviz as az
+    """Run R-hat, ESS, MCSE, divergence and E-BFMI checks and apply the gate.
+
+    R-hat (rank-normalised, split), bulk ESS, tail ESS (5% and 95% quantiles, as Stan) and the
+    MCSE of the mean are ArviZ's estimators computed for all scalars in one pass
+    (:mod:`bayes_ablation.inference.mcmc_stats`)."""
+    from bayes_ablation.inference.mcmc_stats import chain_stats
 
     post = idata.posterior.to_dataset()
-    names = [v for v in post.data_vars
-             if np.all(np.isfinite(post[v].values)) and post[v].std() > 0]
-    rhat = _flat(az.rhat(idata, var_names=names))
-    ess_bulk = _flat(az.ess(idata, var_names=names, method="bulk"))
-    ess_tail = _flat(az.ess(idata, var_names=names, method="tail"))
-    mcse = _flat(az.mcse(idata, var_names=names, method="mean"))
-    n_chains = post.sizes["chain"]
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    blocks: list[np.ndarray] = []
+    labels: list[str] = []
+    for name, da in post.data_vars.items():
+        values = np.asarray(da.transpose("chain", "draw", ...).values, float)
+        if not (np.all(np.isfinite(values)) and values.std() > 0):
+            continue
+        flat = values.reshape(n_chains, n_draws, -1)
+        blocks.append(np.moveaxis(flat, -1, 0))
+        labels += [name] if flat.shape[-1] == 1 else [f"{name}[{i}]"
+                                                       for i in range(flat.shape[-1])]
+    stacked = np.concatenate(blocks) if blocks else np.zeros((0, n_chains, n_draws))
+    stats_ = chain_stats(stacked)
 
-    def extreme(d: dict[str, np.ndarray], fn: Any) -> float:
-        values = np.concatenate([v for v in d.values()]) if d else np.array([np.nan])
+    def extreme(values: np.ndarray, fn: Any) -> float:
         values = values[np.isfinite(values)]
         return float(fn(values)) if values.size else float("nan")
 
+    rhat = stats_.rhat
     divergences = int(idata.sample_stats["diverging"].sum()) \
         if "diverging" in idata.sample_stats else 0
-    try:
-        ebfmi = np.asarray(_flat(az.bfmi(idata))["energy"]) if "energy" in \
-            idata.sample_stats else np.array([np.nan])
-    except Exception:
-        ebfmi = np.array([np.nan])
+    ebfmi = (e_bfmi(idata.sample_stats["energy"].transpose("chain", "draw").values)
+             if "energy" in idata.sample_stats else np.array([np.nan]))
     report = ConvergenceReport(
         passed=True,
         rhat_max=extreme(rhat, np.max) if n_chains > 1 else float("nan"),
-        ess_bulk_min=extreme(ess_bulk, np.min),
-        ess_tail_min=extreme(ess_tail, np.min),
-        mcse_mean_max=extreme(mcse, np.max),
+        ess_bulk_min=extreme(stats_.ess_bulk, np.min),
+        ess_tail_min=extreme(stats_.ess_tail, np.min),
+        mcse_mean_max=extreme(stats_.mcse_mean, np.max),
         divergences=divergences,
         ebfmi_min=float(np.nanmin(ebfmi)) if np.isfinite(ebfmi).any() else float("nan"),
-        n_draws=int(post.sizes["chain"] * post.sizes["draw"]),
+        n_draws=int(n_chains * n_draws),
     )
     t = thresholds
     if n_chains < 2:
@@ -107,12 +103,8 @@ def convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec) -> ConvergenceR
     if not report.ebfmi_min >= t.ebfmi_min:
         report.failures.append(f"min E-BFMI {report.ebfmi_min:.2f} < {t.ebfmi_min}")
     report.passed = not report.failures
-    rows = []
-    for name in rhat:
-        for i in range(rhat[name].size):
-            rows.append({"parameter": name if rhat[name].size == 1 else f"{name}[{i}]",
-                         "r_hat": rhat[name][i], "ess_bulk": ess_bulk[name][i],
-                         "ess_tail": ess_tail[name][i], "mcse_mean": mcse[name][i]})
+    rows = {"parameter": labels, "r_hat": rhat, "ess_bulk": stats_.ess_bulk,
+            "ess_tail": stats_.ess_tail, "mcse_mean": stats_.mcse_mean}
     report.table = pd.DataFrame(rows)
     return report
 
