@@ -3,6 +3,11 @@ start → finished bundle with report) against its baseline measured in this sam
 or the 10³-patient run of the same spec, or the covariate-free fit of the same file.
 
     PYTHONHASHSEED=0 python bench/speed_table.py [--skip-brms] [--skip-million] [--append FILE]
+        [--only CASE ...] [--repeats N]
+
+``--only`` runs the named rows (``weibull_400x8 lr weibull_20000x40 covariates pwe compile``);
+``--repeats N`` runs each of our commands N times and reports the median wall time (the
+stages of the median run), brms once.
 
 Rows:
 
@@ -57,12 +62,24 @@ def brms_fit(csv: Path, kind: str, adapt_delta: float) -> dict:
     return out
 
 
+def add_brms(row: dict, b: dict) -> None:
+    """brms' compile + sampling seconds as the row's baseline, ratio = brms / ours."""
+    row["baseline"] = (f"brms {b['compile_seconds']:.1f} + {b['sampling_seconds']:.1f} s, "
+                       f"{b['divergences']} div")
+    row["ratio"] = round((b["compile_seconds"] + b["sampling_seconds"]) / row["wall_s"], 1)
+
+
 def load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+REPEATS = 1
+
+
 def ours(spec: Path, data: Path, out: Path, lesions: Path | None = None) -> dict:
-    wall, summary, _ = timed_fit(spec, data, out, lesions=lesions)
+    runs = sorted((timed_fit(spec, data, out, lesions=lesions) for _ in range(REPEATS)),
+                  key=lambda run: run[0])
+    wall, summary, _ = runs[len(runs) // 2]
     diag = summary["diagnostics"]
     timings = summary["provenance"]["timings_seconds"]
     return {"wall_s": round(wall, 2), "gate": "pass" if diag["passed"] else "FAIL",
@@ -118,7 +135,17 @@ def main() -> None:
     parser.add_argument("--skip-million", action="store_true", help="no 10⁶-patient PWE row")
     parser.add_argument("--append", type=Path, dest="append_to",
                         help="append the markdown table to this file")
+    parser.add_argument("--only", nargs="+", default=None,
+                        choices=["weibull_400x8", "lr", "weibull_20000x40", "covariates", "pwe",
+                                 "compile"], help="run only these rows")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each of our commands (median reported)")
     args = parser.parse_args()
+    global REPEATS
+    REPEATS = max(args.repeats, 1)
+
+    def wanted(case: str) -> bool:
+        return args.only is None or case in args.only
     sys.path.insert(0, str(ROOT / "src"))
     import e2e_scaling
     from covariate_cost import cohort_csv, covariate_spec
@@ -139,63 +166,68 @@ def main() -> None:
         ours(MODELS / "pfs_weibull_site.toml", tmp / "w400.csv", tmp / "warm")
 
         # Weibull 400 x 8 vs brms
-        row = {"case": "weibull_400x8", **ours(MODELS / "pfs_weibull_site.toml",
-                                               tmp / "w400.csv", tmp / "o_w400")}
-        if use_brms:
-            b = brms_fit(brms_csv(tmp / "w400.csv", tmp / "w400_brms.csv"), "weibull_site", 0.8)
-            row["baseline"] = (f"brms {b['compile_seconds']:.1f} + {b['sampling_seconds']:.1f}"
-                               f" s, {b['divergences']} div")
-            row["ratio"] = round((b["compile_seconds"] + b["sampling_seconds"]) / row["wall_s"],
-                                 1)
-        emit(row)
+        if wanted("weibull_400x8"):
+            row = {"case": "weibull_400x8", **ours(MODELS / "pfs_weibull_site.toml",
+                                                   tmp / "w400.csv", tmp / "o_w400")}
+            if use_brms:
+                b = brms_fit(brms_csv(tmp / "w400.csv", tmp / "w400_brms.csv"), "weibull_site",
+                             0.8)
+                add_brms(row, b)
+            emit(row)
 
         # LR ~900 lesions vs brms at adapt_delta 0.95
         patients, lesions, lr_brms, n_les = lr_tables(tmp)
-        lr_spec = covariate_free_spec(MODELS / "local_recurrence_lesion.toml",
-                                      tmp / "lr_no_covariates.toml")
-        row = {"case": f"lr_{n_les}x400x8", **ours(lr_spec, patients, tmp / "o_lr",
-                                                   lesions=lesions)}
-        if use_brms:
-            b = brms_fit(lr_brms, "lr_frailty", 0.95)
-            row["baseline"] = (f"brms {b['compile_seconds']:.1f} + {b['sampling_seconds']:.1f}"
-                               f" s, {b['divergences']} div")
-            row["ratio"] = round((b["compile_seconds"] + b["sampling_seconds"]) / row["wall_s"],
-                                 1)
-        emit(row)
+        if wanted("lr"):
+            lr_spec = covariate_free_spec(MODELS / "local_recurrence_lesion.toml",
+                                          tmp / "lr_no_covariates.toml")
+            row = {"case": f"lr_{n_les}x400x8", **ours(lr_spec, patients, tmp / "o_lr",
+                                                       lesions=lesions)}
+            if use_brms:
+                add_brms(row, brms_fit(lr_brms, "lr_frailty", 0.95))
+            emit(row)
 
         # Weibull 20,000 x 40
-        weibull_csv(20000, 40, tmp / "w20k.csv", seed=12)
-        emit({"case": "weibull_20000x40",
-              **ours(MODELS / "pfs_weibull_site.toml", tmp / "w20k.csv", tmp / "o_w20k")})
+        if wanted("weibull_20000x40"):
+            weibull_csv(20000, 40, tmp / "w20k.csv", seed=12)
+            emit({"case": "weibull_20000x40",
+                  **ours(MODELS / "pfs_weibull_site.toml", tmp / "w20k.csv", tmp / "o_w20k")})
 
         # covariates: 668 patients, 5 covariates vs the same file without
         cohort_csv(tmp / "cohort.csv")
-        base = ours(MODELS / "pfs_weibull_site.toml", tmp / "cohort.csv", tmp / "o_c0")
-        cov = ours(covariate_spec(tmp), tmp / "cohort.csv", tmp / "o_c5")
-        emit({"case": "covariates_668", **cov, "baseline": f"no covariates {base['wall_s']} s",
-              "ratio": round(cov["wall_s"] / base["wall_s"], 2)})
+        if wanted("covariates"):
+            base = ours(MODELS / "pfs_weibull_site.toml", tmp / "cohort.csv", tmp / "o_c0")
+            cov = ours(covariate_spec(tmp), tmp / "cohort.csv", tmp / "o_c5")
+            emit({"case": "covariates_668", **cov,
+                  "baseline": f"no covariates {base['wall_s']} s",
+                  "ratio": round(cov["wall_s"] / base["wall_s"], 2)})
+        else:
+            covariate_spec(tmp)
 
         # PWE 10^3 vs 10^6
         e2e_scaling.trial_csv(1000, tmp / "p1e3.csv", seed=1)
-        small = ours(MODELS / "pfs_piecewise_site.toml", tmp / "p1e3.csv", tmp / "o_p1e3")
-        emit({"case": "pwe_1e3", **small})
-        if not args.skip_million:
-            e2e_scaling.trial_csv(1_000_000, tmp / "p1e6.csv", seed=2)
-            big = ours(MODELS / "pfs_piecewise_site.toml", tmp / "p1e6.csv", tmp / "o_p1e6")
-            emit({"case": "pwe_1e6", **big, "baseline": f"10³: {small['wall_s']} s",
-                  "ratio": round(big["wall_s"] / small["wall_s"], 2),
-                  "bundle_mb": round(sum(f.stat().st_size for f in (tmp / "o_p1e6").rglob("*")
-                                         if f.is_file()) / 1e6, 1)})
+        if wanted("pwe"):
+            small = ours(MODELS / "pfs_piecewise_site.toml", tmp / "p1e3.csv", tmp / "o_p1e3")
+            emit({"case": "pwe_1e3", **small})
+            if not args.skip_million:
+                e2e_scaling.trial_csv(1_000_000, tmp / "p1e6.csv", seed=2)
+                big = ours(MODELS / "pfs_piecewise_site.toml", tmp / "p1e6.csv", tmp / "o_p1e6")
+                emit({"case": "pwe_1e6", **big, "baseline": f"10³: {small['wall_s']} s",
+                      "ratio": round(big["wall_s"] / small["wall_s"], 2),
+                      "bundle_mb": round(sum(f.stat().st_size
+                                             for f in (tmp / "o_p1e6").rglob("*")
+                                             if f.is_file()) / 1e6, 1)})
 
         # second-process compile of every shipped family (the first process warms the cache)
-        for name, cli_args in compile_cases(tmp, patients, lesions):
-            walls = [run_cli([*cli_args, "--out", str(tmp / f"c_{name}_{k}")]) for k in range(2)]
-            summary = json.loads((tmp / f"c_{name}_1" / "summary.json").read_text())
-            timings = summary.get("provenance", {}).get("timings_seconds", {})
-            emit({"case": f"second_process_compile:{name}",
-                  "compile_s": round(timings.get("compile", float("nan")), 2),
-                  "compile_cache_hit": timings.get("compile_cache_hit"),
-                  "wall_s": round(walls[1], 2), "load": load()})
+        if wanted("compile"):
+            for name, cli_args in compile_cases(tmp, patients, lesions):
+                walls = [run_cli([*cli_args, "--out", str(tmp / f"c_{name}_{k}")])
+                         for k in range(2)]
+                summary = json.loads((tmp / f"c_{name}_1" / "summary.json").read_text())
+                timings = summary.get("provenance", {}).get("timings_seconds", {})
+                emit({"case": f"second_process_compile:{name}",
+                      "compile_s": round(timings.get("compile", float("nan")), 2),
+                      "compile_cache_hit": timings.get("compile_cache_hit"),
+                      "wall_s": round(walls[1], 2), "load": load()})
 
     table = markdown(rows)
     print(table)
@@ -204,7 +236,8 @@ def main() -> None:
         with args.append_to.open("a") as fh:
             fh.write(f"\n### Issue 13 speed table ({stamp})\n\n"
                      "`PYTHONHASHSEED=0 PYTENSOR_FLAGS=base_compiledir=$PWD/.cache/pytensor "
-                     ".venv/bin/python bench/speed_table.py`\n\n" + table + "\n")
+                     ".venv/bin/python bench/speed_table.py"
+                     + "".join(f" {a}" for a in sys.argv[1:]) + "`\n\n" + table + "\n")
 
 
 def compile_cases(tmp: Path, patients: Path, lesions: Path) -> list[tuple[str, list[str]]]:
