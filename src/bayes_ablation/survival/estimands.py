@@ -83,14 +83,16 @@ def covariate_offsets(post: xr.Dataset, x: np.ndarray | None) -> xr.DataArray:
 
 
 def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
-                    site_sd: xr.DataArray | None) -> xr.DataArray:
+                    site_sd: xr.DataArray | None, binned_from: int | None = None
+                    ) -> xr.DataArray:
     """Standardised survival S(t) per arm from log H (chain, draw, arm, time).
 
     ``site_sd`` None → average site; otherwise integrate over u ~ N(0, site_sd²).
     ``offsets`` may carry an ``arm`` dim (arm-specific offsets, e.g. treatment-by-subgroup
-    interactions): each arm is then standardised over its own offsets.
+    interactions): each arm is then standardised over its own offsets. ``binned_from``: see
+    :func:`~bayes_ablation.survival.kernels.standardised_survival`.
     """
-    from bayes_ablation.survival.kernels import standardised_survival
+    from bayes_ablation.survival.kernels import BIN_MIN_PATTERNS, standardised_survival
 
     if "arm" in offsets.dims:
         parts = []
@@ -98,7 +100,8 @@ def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
             off = offsets.sel(arm=arm, drop=True)
             off.attrs["weights"] = offsets.attrs["weights"]
             parts.append(survival_curves(log_cumhaz.sel(arm=[arm]), off,
-                                         None if site_sd is None else site_sd.sel(arm=[arm])))
+                                         None if site_sd is None else site_sd.sel(arm=[arm]),
+                                         binned_from))
         return xr.concat(parts, dim="arm")
 
     weights = np.asarray(offsets.attrs["weights"], float)
@@ -112,7 +115,9 @@ def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
         sd = site_sd.transpose("chain", "draw", "arm").values.reshape(n_chain * n_draw, n_arm)
     out = standardised_survival(lh.reshape(n_chain * n_draw, n_arm, n_time),
                                 np.ascontiguousarray(off, dtype=float), weights,
-                                np.ascontiguousarray(sd, dtype=float))
+                                np.ascontiguousarray(sd, dtype=float),
+                                binned_from=BIN_MIN_PATTERNS if binned_from is None
+                                else binned_from)
     return xr.DataArray(out.reshape(lh.shape), dims=log_cumhaz.dims, coords=log_cumhaz.coords,
                         name="survival")
 

@@ -200,7 +200,8 @@ CAUSAL_BIN_STEP = 0.02
 
 def standardised_survival(log_cumhaz: np.ndarray, offsets: np.ndarray,
                           pattern_weights: np.ndarray, sd: np.ndarray,
-                          step: float = BIN_STEP) -> np.ndarray:
+                          step: float = BIN_STEP, binned_from: int = BIN_MIN_PATTERNS
+                          ) -> np.ndarray:
     """S (draw, arm, time) standardised over covariate patterns, as :func:`mixed_survival`.
 
     Few patterns (< :data:`BIN_MIN_PATTERNS`): the exact sum. Many (continuous covariates: one
@@ -210,9 +211,10 @@ def standardised_survival(log_cumhaz: np.ndarray, offsets: np.ndarray,
     linearly; |ΔS| ≤ 1.93e-6 (:data:`BIN_STEP`). The cost no longer grows with patients ×
     times × nodes. ``pattern_weights`` (pattern,) is shared by all draws; (draw, pattern) gives
     each draw its own weights (Bayesian bootstrap of the covariate distribution). ``step``: the
-    lattice step (error bound step²/4 · 0.309)."""
+    lattice step (error bound step²/4 · 0.309); ``binned_from``: the number of patterns from
+    which the binned sum is used."""
     pattern_weights = np.asarray(pattern_weights, float)
-    if offsets.shape[1] < BIN_MIN_PATTERNS:
+    if offsets.shape[1] < max(binned_from, 2):
         if pattern_weights.ndim == 2:
             return mixed_survival_draw_weights(log_cumhaz, offsets,
                                                np.ascontiguousarray(pattern_weights), sd,

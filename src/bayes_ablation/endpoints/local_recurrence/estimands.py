@@ -39,7 +39,8 @@ received the treatment), by g-computation with cluster Bayesian-bootstrap weight
 weight (lesions of one patient are not independent). The LR hazard ratio is labelled
 conditional.
 
-Integration over v (+ u) is Gauss–Hermite per draw (``GH_NODES`` nodes); the death hazard
+Integration over v (+ u) is Gauss–Hermite per draw (order chosen per draw's sd for an error
+≤ 1e-9, :mod:`bayes_ablation.survival.kernels`; was 16 nodes, off by up to 1e-3 at sd 2); the death hazard
 carries no frailty, so the integral passes inside: CIF = ∫ S_D dE_v[F_LR]. The grid step is
 ``GRID_STEP_MONTHS`` (tested against closed forms).
 """
@@ -62,7 +63,6 @@ LESION_TARGETS = ("reference", "standardised")
 GRID_STEP_MONTHS = 0.5
 #: Gauss–Hermite nodes for the frailty (+ site) integral: max abs error 4e-5 on
 #: E[exp(−c e^{σZ})] for σ ≤ 1.6, c ≤ 2 (24 nodes: 3e-5)
-GH_NODES = 16
 MAX_PATTERNS = 16
 
 
@@ -182,40 +182,19 @@ def random_effect_sd(post: xr.Dataset, population: str) -> xr.DataArray | None:
 
 
 def mixture_survival(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
-                     sd: xr.DataArray | None, n_nodes: int = GH_NODES) -> xr.DataArray:
+                     sd: xr.DataArray | None) -> xr.DataArray:
     """S̄_a(t) = Σ_p w_p E_z[exp(−exp(log H_a(t) + o_p + sd_a z))], z ~ N(0, 1), per draw.
 
     ``log_cumhaz`` (chain, draw, arm, time); ``offsets`` (chain, draw, pattern) with attribute
     ``weights``, or (chain, draw, arm, pattern) for arm-specific offsets (treatment-by-
-    subgroup interactions); ``sd`` (chain, draw, arm) or None (no random effect). Vectorised
-    over the pattern × node mixture, one chain at a time.
-    """
-    lh = log_cumhaz.transpose("chain", "draw", "arm", "time").values
-    by_arm = "arm" in offsets.dims
-    off = (offsets.transpose("chain", "draw", "arm", "pattern").values if by_arm
-           else offsets.transpose("chain", "draw", "pattern").values[:, :, None, :])
-    w_p = np.asarray(offsets.attrs["weights"], float)
-    if sd is None:
-        nodes, w_n = np.zeros(1), np.ones(1)
-        sdv = np.zeros(lh.shape[:3])
-    else:
-        x, w = np.polynomial.hermite.hermgauss(n_nodes)
-        nodes, w_n = np.sqrt(2.0) * x, w / np.sqrt(np.pi)
-        sdv = sd.transpose("chain", "draw", "arm").values
-    weights = (w_p[:, None] * w_n[None, :]).ravel()                     # (M,)
-    out = np.empty_like(lh)
-    chunk = 32
-    for c in range(lh.shape[0]):
-        for d0 in range(0, lh.shape[1], chunk):
-            d = slice(d0, d0 + chunk)
-            shifts = off[c, d][:, :, :, None] + sdv[c, d][:, :, None, None] * nodes
-            shifts = shifts.reshape(*shifts.shape[:2], -1)                # (draw, arm, M)
-            with np.errstate(over="ignore"):
-                surv = np.exp(-np.exp(lh[c, d][..., None] + shifts[:, :, None, :]))
-            out[c, d] = surv @ weights
-    return xr.DataArray(out, dims=("chain", "draw", "arm", "time"),
-                        coords=log_cumhaz.transpose("chain", "draw", "arm", "time").coords,
-                        name="survival")
+    subgroup interactions); ``sd`` (chain, draw, arm) or None (no random effect). The PFS
+    models' compiled kernel (:func:`bayes_ablation.survival.estimands.survival_curves`):
+    one pattern exactly (Gauss–Hermite order chosen per draw for an error ≤ 1e-9), several
+    binned (|ΔS| ≤ 2e-6: the patient frailty's sd is often near 1, where the exact sum needs
+    48–64 nodes per pattern)."""
+    from bayes_ablation.survival.estimands import survival_curves
+
+    return survival_curves(log_cumhaz, offsets, sd, binned_from=2)
 
 
 def lr_cif(post: xr.Dataset, spec: AnalysisSpec, times: np.ndarray, offsets: xr.DataArray,
