@@ -25,7 +25,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         data = adam.read(args, design.spec, require_dates=True).dated
     look = interim_look(design, data, args.cut, ledger=args.ledger, out=args.out,
                         strict=args.strict, progress=not args.quiet and sys.stderr.isatty(),
-                        say=say, figure_format=args.figure_format)
+                        say=say, figure_format=args.figure_format, external=args.external)
     if not look.recorded:
         say("diagnostics gate FAILED (--strict): nothing recorded, exit code 3")
         return 3
@@ -46,6 +46,15 @@ def _print_look(res, message: str) -> None:
     for k, v in post.items():
         if k.startswith("P(HR<"):
             print(f"  {k:<10} {v:.4f}   (fast path {r['fast_posterior'][k]:.4f})")
+    if r.get("borrowing") is not None:
+        b = r["borrowing"]
+        ext = b.get("external")
+        borrowed = (b.get("summary") or {}).get("amount_borrowed") or {}
+        amount = borrowed.get("effective_external_events")
+        print(f"  borrowing  {b['method']}"
+              + (f" of {ext['n_patients']} external controls ({ext['n_events']} events; "
+                 f"{ext['source']}, SHA-256 {str(ext['sha256'])[:12]}…)" if ext else "")
+              + (f"; effective external events {amount:.1f}" if amount is not None else ""))
     if not post["diagnostics_passed"]:
         print("  CONVERGENCE GATE FAILED: " + "; ".join(post["diagnostics_failures"]))
     if r["ppos"] is not None:
@@ -72,13 +81,28 @@ def cmd_oc(args: argparse.Namespace) -> int:
     study = operating_characteristics(design, scenarios, args.n_trials, ppos_method=args.ppos,
                                       scheduler=args.scheduler,
                                       checkpoint_dir=args.checkpoint, workers=args.workers,
-                                      progress=not args.quiet, out=args.out)
+                                      progress=not args.quiet, out=args.out,
+                                      borrowing=args.borrowing,
+                                      external_offsets=args.external_offset or ())
     print(f"operating characteristics of {design.name} ({args.n_trials} trials per scenario; "
           f"PPoS: {args.ppos}); estimate ± Monte Carlo SE")
-    for name, group in study.table.groupby("scenario", sort=False):
-        print(f"  scenario {name} (true log HR {design.scenarios[name].log_hr:g})")
+    table = study.table
+    keys = ["borrowing", "scenario"] if "borrowing" in table else ["scenario"]
+    for key, group in table.groupby(keys, sort=False):
+        name = key[-1] if isinstance(key, tuple) else key
+        log_hr = float(study.oc["scenarios"][name]["true_log_hr"])
+        head = f"  scenario {name} (true log HR {log_hr:g}"
+        if "borrowing" in table:
+            offset = study.oc["borrowing"]["external_log_cumhaz_offset"][name]
+            head += f", external offset {offset:+g}; borrowing {key[0]}"
+        print(head + ")")
         for _, row in group.iterrows():
             print(f"    {row['quantity']:<42} {row['estimate']:10.4f} ± {row['mcse']:.4f}")
+    if "borrowing" in study.oc:
+        from bayes_ablation.workflows.monitoring.oc import borrowing_table
+
+        print("borrowing side by side: P(efficacy declared) ± MC SE (same simulated trials)")
+        print(borrowing_table(study.oc).to_string(index=False))
     if study.report is not None:
         print(f"report: {study.report}")
     return 0
@@ -97,6 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figure-format", choices=("png", "svg", "pdf"), default="png",
                    help="the report's figures/ also holds each figure as SVG or PDF for publication "
                         "(PNG always: the report embeds it)")
+    p.add_argument("--external", help="external (historical) control patients, same columns as "
+                                      "the patient table, for the analysis spec's [borrowing]; "
+                                      "the same file at every look")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_adam_arguments(p)
     p.set_defaults(func=cmd_monitor)
@@ -114,5 +141,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="PPoS at simulated looks: closed-form normal approximation (default) "
                         "or simulated continuations (slow)")
     p.add_argument("--out", help="folder for oc.json, oc.csv, oc.png, report.html")
+    p.add_argument("--borrowing", action="append",
+                   help="borrowing method of the final analysis to compare on the same trials "
+                        "(repeatable): none, full, power:A0, or the spec's commensurate / map "
+                        "(default: the spec's method and none)")
+    p.add_argument("--external-offset", action="append", type=float,
+                   help="also simulate every scenario with the external controls' log "
+                        "cumulative hazard shifted by this much (repeatable; e.g. 0.5 -0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_oc)

@@ -120,6 +120,8 @@ class FastSpec:
     site_sd: str = "integrate"
     site_sd_nodes: int = 3
     site_sd_value: float = 0.0
+    #: borrowing: quantile nodes of the commensurability precision τ
+    precision_nodes: int = 7
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,22 @@ class Scenario:
     sigma_site: float = 0.3
     dropout_per_month: float | None = None
     accrual_rate_per_month: float | None = None
+    #: external controls' log cumulative hazard minus the internal control arm's (borrowing
+    #: designs; 0 = exchangeable, > 0 external controls do worse: borrowing then favours the
+    #: experimental arm)
+    external_log_cumhaz_offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExternalControls:
+    """``[external_controls]``: the external (historical) control sample simulated in each
+    trial of the operating characteristics (borrowing designs): ``n_patients`` control
+    patients with the scenario's Weibull shape and control median shifted by the scenario's
+    ``external_log_cumhaz_offset``, administratively censored uniformly between
+    ``follow_up_months`` [min, max], with the planned dropout hazard."""
+
+    n_patients: int
+    follow_up_months: tuple[float, float] = (12.0, 48.0)
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,7 @@ class Design:
     ppos_draws: int
     fast: FastSpec
     scenarios: dict[str, Scenario]
+    external_controls: ExternalControls | None = None
     source_path: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -196,7 +215,8 @@ def load_design(path: str | Path) -> Design:
     return parse_design(raw, str(path), base_dir=path.parent)
 
 
-_TOP = {"design", "accrual", "final", "looks", "rules", "ppos", "fast", "scenarios"}
+_TOP = {"design", "accrual", "final", "looks", "rules", "ppos", "fast", "scenarios",
+        "external_controls"}
 
 
 def _date(section: str, value: Any, key: str, errs: Collector) -> dt.date | None:
@@ -336,7 +356,7 @@ def parse_design(raw: dict[str, Any], source: str = "<memory>", *,
     scenarios: dict[str, Scenario] = {}
     sc = subtable(raw, "scenarios", errs)
     allowed = {"log_hr", "median_ref_months", "weibull_shape", "sigma_site",
-               "dropout_per_month", "accrual_rate_per_month"}
+               "dropout_per_month", "accrual_rate_per_month", "external_log_cumhaz_offset"}
     for sname, table in sc.items():
         where = f"scenarios.{sname}"
         if not isinstance(table, dict):
@@ -357,7 +377,32 @@ def parse_design(raw: dict[str, Any], source: str = "<memory>", *,
             accrual_rate_per_month=(number_field(where, table, "accrual_rate_per_month", 1.0, errs,
                                             lo=0, lo_open=True)
                                     if "accrual_rate_per_month" in table else None),
+            external_log_cumhaz_offset=number_field(where, table, "external_log_cumhaz_offset",
+                                                    0.0, errs, lo=-5.0, hi=5.0),
         )
+
+    external_controls = None
+    if "external_controls" in raw:
+        x = subtable(raw, "external_controls", errs)
+        unknown_keys("external_controls", x, {"n_patients", "follow_up_months"}, errs)
+        if "n_patients" not in x:
+            errs.add("[external_controls] needs n_patients (external control patients "
+                     "simulated in each trial)")
+        n_ext = number_field("external_controls", x, "n_patients", 100, errs, lo=1,
+                             hi=100_000, integer=True)
+        fu = x.get("follow_up_months", [12.0, 48.0])
+        if (not isinstance(fu, list) or len(fu) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in fu)
+                or not 0 < fu[0] <= fu[1]):
+            errs.add("[external_controls] follow_up_months must be [min, max] months with "
+                     f"0 < min <= max, got {fu!r}")
+            fu = [12.0, 48.0]
+        external_controls = ExternalControls(int(n_ext), (float(fu[0]), float(fu[1])))
+    if spec is not None and spec.borrowing is not None and spec.borrowing.needs_external \
+            and scenarios and external_controls is None:
+        errs.add(f"the analysis spec borrows external controls ([borrowing] method "
+                 f"{spec.borrowing.method!r}): operating characteristics need "
+                 "[external_controls] n_patients (and follow_up_months) to simulate them")
 
     if errs.messages or spec is None or start is None:
         raise SpecError(source, errs.messages or ["[design] analysis_spec could not be loaded"])
@@ -365,7 +410,7 @@ def parse_design(raw: dict[str, Any], source: str = "<memory>", *,
         name=name, description=description, spec=spec, start_date=start, seed=seed,
         accrual=accrual, final_events=final_events, final_date=final_date, looks=tuple(looks),
         rules=tuple(rules), ppos_draws=ppos_draws, fast=fast, scenarios=scenarios,
-        source_path=source, raw=raw)
+        external_controls=external_controls, source_path=source, raw=raw)
 
 
 def _plain(value: Any) -> Any:
@@ -433,7 +478,7 @@ def _parse_rules(items: Any, errs: Collector, n_looks: int) -> list[Rule]:
 
 def _parse_fast(f: dict[str, Any], spec: AnalysisSpec | None, errs: Collector) -> FastSpec:
     unknown_keys("fast", f, {"cuts_months", "baseline_log_hazard", "site_sd", "site_sd_nodes",
-                         "site_sd_value"}, errs)
+                         "site_sd_value", "precision_nodes"}, errs)
     cuts = f.get("cuts_months")
     if cuts is None and spec is not None and spec.model_options.get("cuts_months") is not None:
         cuts = spec.model_options["cuts_months"]
@@ -473,4 +518,6 @@ def _parse_fast(f: dict[str, Any], spec: AnalysisSpec | None, errs: Collector) -
         site_sd=mode if has_sigma else "fixed",
         site_sd_nodes=number_field("fast", f, "site_sd_nodes", 3, errs, lo=1, hi=15, integer=True),
         site_sd_value=value if has_sigma else 0.0,
+        precision_nodes=number_field("fast", f, "precision_nodes", 7, errs, lo=1, hi=25,
+                                     integer=True),
     )

@@ -64,8 +64,9 @@ def prepare_borrowing(spec: AnalysisSpec, prepared: Prepared, external: External
                    tables=tables)
 
 
-def build_map_prior(spec: AnalysisSpec, patients: PatientTable) -> Any:
-    """The robust MAP prior of the spec's target from its study table."""
+def build_map_prior(spec: AnalysisSpec, patients: PatientTable | None) -> Any:
+    """The robust MAP prior of the spec's target from its study table (``patients``: the
+    trial's, to check a log-HR target's two arms; ``None`` in design simulations)."""
     from bayes_ablation.data.studies import read_studies
     from bayes_ablation.endpoints.borrowing.map_prior import map_prior
     from bayes_ablation.spec.borrowing import UNIT_SD
@@ -73,7 +74,7 @@ def build_map_prior(spec: AnalysisSpec, patients: PatientTable) -> Any:
     b = spec.borrowing
     path = b.studies_path(spec.source_path)
     if b.target == "log_hr":
-        if len(patients.arms) != 2:
+        if patients is not None and len(patients.arms) != 2:
             raise InputError("a MAP prior for log_hr needs exactly two arms, got "
                                      f"{list(patients.arms)}")
         studies = read_studies(path)

@@ -79,12 +79,59 @@ def check_against_design(cut_data: CutData, design: Design) -> None:
         raise DataValidationError(problems)
 
 
+def look_fast_model(design: Design, external: Any = None, patients: Any = None) -> Any:
+    """The fast model of a look's final analyses: the design's, with the analysis spec's
+    borrowing (the fixed ``external`` control patients; a MAP prior from its study table)."""
+    from bayes_ablation.workflows.monitoring.fast import FastModel, fast_borrowing
+
+    base = FastModel.from_design(design)
+    b = design.spec.borrowing
+    if b is None or b.method == "none":
+        return base
+    map_prior = None
+    if b.method == "map":
+        from bayes_ablation.workflows.borrowing import build_map_prior
+
+        map_prior = build_map_prior(design.spec, patients)
+    t_ref = float(design.spec.model_options.get("time_ref_months", 12.0))
+    fb = fast_borrowing(b, base.cuts_months, t_ref, base.baseline_mu, base.baseline_sd,
+                        map_prior=map_prior, external=external,
+                        precision_nodes=design.fast.precision_nodes)
+    from dataclasses import replace
+
+    return replace(base, borrowing=fb)
+
+
+def borrowing_record(spec: Any, external: Any, fit: Any) -> dict[str, Any] | None:
+    """What a look borrowed (``result["borrowing"]``): method, the external file's SHA-256 and
+    size, and the fit's borrowing summary (effective external events, conflict)."""
+    b = spec.borrowing
+    if b is None and external is None:
+        return None
+    out: dict[str, Any] = {"method": b.method if b is not None else "none"}
+    if b is not None and b.method == "power":
+        out["a0"] = b.a0
+    if external is not None:
+        out["external"] = {"source": external.source, "sha256": external.sha256,
+                           "n_patients": external.n_patients,
+                           "n_events": int(external.event.sum())}
+    summary = dict(getattr(fit, "summary_entries", {}) or {}).get("borrowing")
+    if summary is not None:
+        out["summary"] = summary
+    return out
+
+
 def run_look(design: Design, dated: DatedTable, cut_date: dt.date, *, look: int = 1,
-             progress: bool = False, say: Any = None) -> LookResult:
-    """Compute look number ``look`` on the data as known on ``cut_date``."""
+             progress: bool = False, say: Any = None, external: Any = None) -> LookResult:
+    """Compute look number ``look`` on the data as known on ``cut_date``.
+
+    ``external``: the analysis spec's external control patients (a validated
+    :class:`~bayes_ablation.data.schema.PatientTable`; ``[borrowing]`` methods full, power,
+    commensurate). They are historical, hence the same at every look: the interim posterior
+    borrows them, and so does every simulated final analysis of the PPoS."""
     from bayes_ablation.core.parallel import rng_for
     from bayes_ablation.workflows import fit as analysis
-    from bayes_ablation.workflows.monitoring.fast import FastModel, fast_posterior
+    from bayes_ablation.workflows.monitoring.fast import fast_posterior
     from bayes_ablation.workflows.monitoring.ppos import (
         Plan,
         draws_from_posterior,
@@ -100,12 +147,12 @@ def run_look(design: Design, dated: DatedTable, cut_date: dt.date, *, look: int 
     final = is_final_analysis(design, cut_data)
     patients = cut_data.patients
     say(f"fitting {spec.name} ({spec.model}, {spec.sampler.chains}x{spec.sampler.draws} draws)")
-    fit = analysis.fit(spec, patients, progress=progress, run_ppc=False)
+    fit = analysis.fit(spec, patients, progress=progress, run_ppc=False, external=external)
     log_hr = fit.idata.posterior["log_hr"].isel(treatment=0).values.ravel()
     probs = {prob_key(c): float(np.mean(log_hr < np.log(c))) for c in design.hr_cutoffs}
     treatment = patients.treatments[0]
 
-    fast_model = FastModel.from_design(design)
+    fast_model = look_fast_model(design, external, patients)
     fp = fast_posterior(patients, fast_model, design.accrual.sites)
     fast = {"log_hr_mean": float(fp.log_hr_mean[0]), "log_hr_sd": float(fp.log_hr_sd[0]),
             **{prob_key(c): float(fp.prob_hr_below(c)[0]) for c in design.hr_cutoffs}}
@@ -156,5 +203,8 @@ def run_look(design: Design, dated: DatedTable, cut_date: dt.date, *, look: int 
         "decision": decision.to_dict(),
         "analysis_spec_sha256": spec.sha256,
     }
+    borrowed = borrowing_record(spec, external, fit)
+    if borrowed is not None:
+        result["borrowing"] = borrowed
     return LookResult(look=look, cut=cut_data, is_final=final, probabilities=probs, ppos=ppos,
                       decision=decision, result=result, fit=fit)

@@ -159,7 +159,8 @@ def draws_from_fast(fp: FastPosterior, model: FastModel, n_draws: int,
     theta = fp.draw(n_draws, rng)
     j = model.n_intervals
     alpha, beta = theta[:, :j], theta[:, j]
-    u = theta[:, j + 1:] if theta.shape[1] > j + 1 else np.zeros((n_draws, model.n_sites))
+    n_u = theta.shape[1] - j - 1 - int(fp.offset)   # θ = (α, β, u, [δ])
+    u = theta[:, j + 1:j + 1 + n_u] if n_u else np.zeros((n_draws, model.n_sites))
     nodes = model.site_sd_nodes
     sigma = np.full(n_draws, float(np.sum(fp.weights[0] * nodes)))
     log_rate = np.stack([alpha, alpha + beta[:, None]], axis=1)
@@ -379,9 +380,14 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
 
 def predictive_probability(state: TrialState, draws: HazardDraws, plan: Plan, model: FastModel,
                            rule: Any, rng: np.random.Generator,
-                           batch: int = 500) -> PPoSResult:
+                           batch: int = 500,
+                           external: tuple[np.ndarray, np.ndarray] | None = None) -> PPoSResult:
     """PPoS: continuations from ``draws``, fast posterior at each simulated final analysis,
-    the success ``rule`` (a :class:`~bayes_ablation.spec.design.Rule`) applied."""
+    the success ``rule`` (a :class:`~bayes_ablation.spec.design.Rule`) applied.
+
+    With borrowing (``model.borrowing``) every final analysis borrows the same, fixed
+    external evidence (``external``: external controls' (D, E) per interval; default the
+    model's own); only the internal patients are simulated."""
     cont = simulate_continuation(state, draws, plan, rng)
     cutoff = rule.hr_cutoff
     probs = np.empty(draws.n_draws)
@@ -389,7 +395,7 @@ def predictive_probability(state: TrialState, draws: HazardDraws, plan: Plan, mo
         sl = slice(start, start + batch)
         d, e = suff_stats(cont.time[sl], cont.event[sl], cont.site[sl], cont.arm[sl],
                           model.cuts_months, model.n_sites, weight=cont.enrolled[sl])
-        probs[sl] = laplace(d, e, model).prob_hr_below(cutoff)
+        probs[sl] = laplace(d, e, model, external=external).prob_hr_below(cutoff)
     success = _holds(rule.op, probs, rule.threshold)
     p = float(np.mean(success))
     return PPoSResult(ppos=p, mcse=float(np.sqrt(p * (1 - p) / draws.n_draws)),

@@ -127,6 +127,30 @@ def _ppos_rows(ppos: dict[str, Any] | None) -> pd.DataFrame:
     ])
 
 
+def _borrowing_section(b: dict[str, Any] | None) -> Section | None:
+    """What the look borrowed: method, the external file (SHA-256) and the amount borrowed."""
+    if b is None:
+        return None
+    rows = [{"quantity": "method", "value": b["method"]
+             + (f" (a0 = {b['a0']:g})" if "a0" in b else "")}]
+    ext = b.get("external")
+    if ext is not None:
+        rows += [{"quantity": "external controls", "value": f"{ext['n_patients']} patients, "
+                  f"{ext['n_events']} events ({ext['source']})"},
+                 {"quantity": "external file SHA-256", "value": str(ext["sha256"])}]
+    summary = b.get("summary") or {}
+    for key, label in (("effective_external_events", "effective external events"),
+                       ("effective_external_patients", "effective external patients"),
+                       ("fraction_borrowed", "fraction borrowed")):
+        value = (summary.get("amount_borrowed") or {}).get(key)
+        if value is not None:
+            rows.append({"quantity": label, "value": f"{value:.3g}"})
+    return section("Borrowing", pd.DataFrame(rows),
+                   "<p class=\"muted\">The interim posterior and every simulated final analysis "
+                   "of the PPoS borrow the same (historical) external evidence; only the "
+                   "trial's own patients are simulated.</p>")
+
+
 @register_report("monitor")
 def monitor_sections(obj: MonitorReportInput) -> Report:
     design, looks, current = obj.design, obj.looks, obj.current
@@ -163,6 +187,7 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
                          + (f" (looks {list(r.looks)})" if r.looks else "") + "</li>"
                          for r in design.rules)
     ppos_rows = _ppos_rows(res.get("ppos"))
+    borrow = _borrowing_section(res.get("borrowing"))
     head = monitor_headline(res, current.look, design)
     km = []
     if obj.km is not None:
@@ -199,6 +224,7 @@ def monitor_sections(obj: MonitorReportInput) -> Report:
             alt="Prior density (line) and posterior (filled) of the hazard ratio and the "
                 "random-effect sds at this look; where they coincide the data say little.")]
             if obj.prior_posterior else [])),
+        *([borrow] if borrow is not None else []),
         section("Predictive probability of success",
                 ppos_rows if len(ppos_rows) else "<p>Final analysis: no prediction needed.</p>"),
         section("Decision rules at this look", rules),
@@ -258,9 +284,24 @@ def oc_sections(obj: OCReportInput) -> Report:
              f"{html.escape(oc['final'])} · PPoS: {oc['ppos_method']}</p>")
     figure = FigureSpec("operating_characteristics", "oc", {
         "summaries": oc["scenarios"], "n_looks": len(obj.design.looks)})
+    sections = [Section("Operating characteristics", (figure, Table(obj.table, digits=4)))]
+    if "borrowing" in oc:
+        from bayes_ablation.workflows.monitoring.oc import borrowing_table
+
+        b = oc["borrowing"]
+        xc = b.get("external_controls")
+        note = ("<p>Type I error (true log HR ≥ 0) and power of the design under each "
+                "borrowing method, on the same simulated trials; the external controls' log "
+                "cumulative hazard is offset from the internal control arm's by the "
+                "scenario's <em>external offset</em> (0: exchangeable; &gt; 0 they progress "
+                "faster, so borrowing them flatters the experimental arm). "
+                + (f"{xc['n_patients']} external controls per trial, follow-up "
+                   f"{xc['follow_up_months'][0]:g}–{xc['follow_up_months'][1]:g} months."
+                   if xc else "") + "</p>")
+        sections.insert(0, section("Borrowing: what it costs in type I error",
+                                   note, borrowing_table(oc)))
     return Report(title=f"{obj.design.name}: operating characteristics", intro_html=intro,
-                  sections=(Section("Operating characteristics",
-                                    (figure, Table(obj.table, digits=4))),))
+                  sections=tuple(sections))
 
 
 def write_oc_report(out: str | Path, oc: dict[str, Any], table: pd.DataFrame,
