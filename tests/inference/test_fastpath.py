@@ -189,6 +189,13 @@ def test_kernel_posterior_agrees_with_pymc_nuts(weibull_spec):
     pymc_settings = spec.with_sampler(chains=2, draws=400, tune=300, backend="pymc").sampler
     slow = sample(build_model(spec, patients), pymc_settings)
     assert slow.sampler == "pymc"
+    # PyMC files data used as observed values under observed_data only; ours keeps them in
+    # constant_data too, so the pointwise log-likelihood works for either backend
+    assert set(slow.idata.constant_data.data_vars) == set(fast.idata.constant_data.data_vars)
+    from bayes_ablation.endpoints.pfs.loglik import log_likelihood_group
+
+    group, _ = log_likelihood_group(slow.idata, spec)
+    assert np.isfinite(group["y"].values).all()
     post_f, post_s = fast.idata.posterior, slow.idata.posterior
     assert set(post_f.data_vars) == set(post_s.data_vars)
     for name in post_s.data_vars:

@@ -100,7 +100,8 @@ def _relabel(idata: xr.DataTree, model: pm.Model) -> None:
 
 
 def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
-    """Attach ``observed_data`` and ``constant_data`` groups (nutpie returns neither)."""
+    """Attach ``observed_data`` and ``constant_data`` groups (nutpie returns neither; every
+    ``pm.Data`` is in ``constant_data``, also those PyMC files under observed data)."""
     dims = model.named_vars_to_dims
     constant = {}
     for var in model.data_vars:
@@ -122,6 +123,12 @@ def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
 
     if "constant_data" not in idata.children:
         idata["constant_data"] = xr.Dataset(constant, coords=coords_for(constant))
+    else:  # PyMC's own group leaves out data used as observed values (e.g. ``time_months``)
+        have = idata.constant_data.to_dataset()
+        missing = {k: v for k, v in constant.items() if k not in have}
+        if missing:
+            idata["constant_data"] = have.merge(xr.Dataset(missing,
+                                                           coords=coords_for(missing)))
     if "observed_data" not in idata.children:
         idata["observed_data"] = xr.Dataset(observed, coords=coords_for(observed))
     return idata
