@@ -3,6 +3,7 @@ intervals) and step functions on a grid."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -34,7 +35,8 @@ def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-9,
     (L_i, U_i]]) over the innermost intervals, accelerated by SQUAREM (Varadhan & Roland 2008;
     step shortened until it stays a probability vector, and never accepted when it lowers the
     likelihood below the plain EM step). Returns (atoms, F at the atoms), F(t) = P(T ≤ t), the
-    mass of each innermost interval placed at its right end.
+    mass of each innermost interval placed at its right end. Compiled (numba), on the distinct
+    rows of the cover matrix weighted by their counts (the same iterates).
     """
     lower = np.asarray(lower, float)
     upper = np.asarray(upper, float)
@@ -44,24 +46,40 @@ def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-9,
     cover = cover[cover.sum(axis=1) < right.size]            # rows covering everything are flat
     if cover.shape[0] == 0 or right.size == 0:
         return right[finite], np.zeros(int(finite.sum()))
-    a = cover.astype(float)
-    n = a.shape[0]
+    # lesions scanned on the same schedule share a row: EM on the distinct rows, weighted
+    rows, counts = np.unique(cover, axis=0, return_counts=True)
+    p = _squarem(np.ascontiguousarray(rows, dtype=float), counts.astype(float),
+                 float(tol), int(max_iter))
+    return right[finite], np.cumsum(p[finite])
 
-    def em(p: np.ndarray) -> np.ndarray:
-        return p * (a.T @ (1.0 / (a @ p))) / n
 
-    def loglik(p: np.ndarray) -> float:
-        return float(np.log(a @ p).sum())
+@numba.njit(cache=True)
+def _em(a: np.ndarray, c: np.ndarray, n: float, p: np.ndarray) -> np.ndarray:
+    """One self-consistency step p_k ← p_k Σ_i c_i α_ik / (n Σ_k' α_ik' p_k')."""
+    return p * (a.T @ (c / (a @ p))) / n
 
-    p = np.full(right.size, 1.0 / right.size)
-    for _ in range(int(max_iter) // 3 + 1):
-        p1 = em(p)
-        p2 = em(p1)
-        r, v = p1 - p, p2 - 2.0 * p1 + p
-        norm_v = float(np.sqrt(v @ v))
+
+@numba.njit(cache=True)
+def _loglik(a: np.ndarray, c: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sum(c * np.log(a @ p)))
+
+
+@numba.njit(cache=True)
+def _squarem(a: np.ndarray, c: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
+    """SQUAREM-accelerated EM of the rows ``a`` (distinct cover patterns) with counts ``c``."""
+    n = c.sum()
+    k = a.shape[1]
+    p = np.full(k, 1.0 / k)
+    for _ in range(max_iter // 3 + 1):
+        p1 = _em(a, c, n, p)
+        p2 = _em(a, c, n, p1)
+        r = p1 - p
+        v = p2 - 2.0 * p1 + p
+        norm_v = np.sqrt(np.sum(v * v))
         new = p2
         if norm_v > 0.0:
-            step = min(-float(np.sqrt(r @ r)) / norm_v, -1.0)
+            step = min(-np.sqrt(np.sum(r * r)) / norm_v, -1.0)
+            trial = p
             while step < -1.0:
                 trial = p - 2.0 * step * r + step * step * v
                 if trial.min() >= 0.0:
@@ -70,14 +88,14 @@ def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-9,
             if step < -1.0:
                 trial = trial / trial.sum()
                 if (a @ trial).min() > 0.0:
-                    trial = em(trial)
-                    if loglik(trial) >= loglik(p2):
+                    trial = _em(a, c, n, trial)
+                    if _loglik(a, c, trial) >= _loglik(a, c, p2):
                         new = trial
         converged = np.max(np.abs(new - p)) < tol
         p = new
         if converged:
             break
-    return right[finite], np.cumsum(p[finite])
+    return p
 
 
 def step_on_grid(atoms: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
