@@ -59,3 +59,12 @@ def test_e_bfmi_equals_arviz():
     tree = xr.DataTree.from_dict({"sample_stats": xr.Dataset(
         {"energy": (("chain", "draw"), energy)})})
     np.testing.assert_allclose(e_bfmi(energy), az.bfmi(tree)["energy"].values, rtol=1e-12)
+
+
+def test_average_ranks_equal_scipy_with_ties():
+    from scipy import stats
+
+    from bayes_ablation.inference.mcmc_stats import average_ranks
+
+    x = np.round(np.random.default_rng(2).normal(size=(7, 3000)), 1)   # many ties
+    np.testing.assert_array_equal(average_ranks(x), stats.rankdata(x, axis=-1))

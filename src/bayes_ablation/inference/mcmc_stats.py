@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import fft, special, stats
+from scipy import fft, special
 
 #: Blom's fractional offset of the rank normal scores
 _BLOM = 3.0 / 8.0
@@ -40,11 +40,34 @@ def split_chains(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[..., :half], x[..., -half:]], axis=-2)
 
 
+def average_ranks(flat: np.ndarray) -> np.ndarray:
+    """Ranks 1…N along the last axis, ties given their average rank (``scipy.stats.rankdata``
+    ``method="average"``; an unstable sort suffices, as tied values share one rank)."""
+    order = np.argsort(flat, axis=-1)
+    values = np.take_along_axis(flat, order, axis=-1)
+    n = flat.shape[-1]
+    sorted_ranks = np.broadcast_to(np.arange(1.0, n + 1.0), flat.shape).copy()
+    starts = np.ones(flat.shape, bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    tied = ~starts.all(axis=-1)
+    if tied.any():  # average the positions of each run of equal values
+        st = starts[tied]
+        pos = np.broadcast_to(np.arange(n, dtype=float), st.shape)
+        ends = np.ones(st.shape, bool)
+        ends[:, :-1] = st[:, 1:]
+        first = np.maximum.accumulate(np.where(st, pos, 0.0), axis=-1)
+        last = np.minimum.accumulate(np.where(ends, pos, n)[:, ::-1], axis=-1)[:, ::-1]
+        sorted_ranks[tied] = (first + last) / 2.0 + 1.0
+    ranks = np.empty(flat.shape)
+    np.put_along_axis(ranks, order, sorted_ranks, axis=-1)
+    return ranks
+
+
 def z_scale(x: np.ndarray) -> np.ndarray:
     """Rank normal scores over all of each scalar's draws (average ranks for ties)."""
     k = x.shape[0]
     flat = x.reshape(k, -1)
-    ranks = stats.rankdata(flat, method="average", axis=-1)
+    ranks = average_ranks(flat)
     return special.ndtri((ranks - _BLOM) / (flat.shape[-1] - 2 * _BLOM + 1)).reshape(x.shape)
 
 
