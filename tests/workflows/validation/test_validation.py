@@ -316,6 +316,21 @@ def test_every_shipped_analysis_spec_has_a_committed_full_sbc_run():
     assert shipped <= committed, f"no bench/sbc/<spec> bundle for {sorted(shipped - committed)}"
 
 
+def test_readmes_show_the_committed_sbc_results():
+    """README.md and bench/sbc/README.md hold the table bench/sbc/table.py makes from the
+    committed bundles (``python bench/sbc/table.py --write`` after a re-run)."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("sbc_table", ROOT / "bench/sbc/table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path, prefix in module.TARGETS.items():
+        assert module.table(prefix) in path.read_text(), \
+            f"{path} does not show the committed SBC results: python bench/sbc/table.py --write"
+
+
 @pytest.mark.parametrize("bundle", _committed_sbc_bundles(), ids=lambda p: p.name)
 def test_committed_sbc_results_are_intact_and_reproduce_their_verdict(bundle):
     """The committed bundle is unmodified (manifest hashes), ran the full 200 simulations of the
