@@ -285,3 +285,20 @@ def test_cli_freezes_the_heap_only_as_a_process():
     assert main(["fit", "--spec", str(MODELS / "pfs_weibull_site.toml"), "--out", "/nonexistent/x",
                  "--data", str(ROOT / "no_such_file.csv")]) == 2
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen
+
+
+def test_no_fork_while_another_python_thread_runs():
+    """A thread could hold a lock (h5py's) at the fork: the posterior is then written here."""
+    import threading
+
+    from bayes_ablation.core import forked
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not forked.can_fork()
+        assert forked.start(lambda: None) is None
+    finally:
+        stop.set()
+        thread.join()

@@ -7,8 +7,10 @@ failed, or forking is unavailable: ``start`` then returns ``None``), so results 
 on the child. A child never publishes anything: it writes into the caller's temporary folder,
 which the caller publishes (or removes) after ``wait``.
 
-Forking is used only on Linux with more than one core, and not with
-``BAYES_ABLATION_SERIAL_WRITES=1``.
+Forking is used only on Linux with more than one core, when this process runs no other
+Python thread (a thread holding a lock at the fork, e.g. h5py's, would leave the child
+waiting for it forever; threads of compiled libraries, e.g. nutpie's, take no Python lock),
+and not with ``BAYES_ABLATION_SERIAL_WRITES=1``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 
 def can_fork() -> bool:
-    """Linux (fork is unsafe on macOS), more than one core, not switched off."""
+    """Linux (fork is unsafe on macOS), more than one core, no other Python thread, not
+    switched off."""
     return (sys.platform.startswith("linux") and hasattr(os, "fork")
-            and (os.cpu_count() or 1) > 1
+            and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
             and not os.environ.get("BAYES_ABLATION_SERIAL_WRITES"))
 
 
