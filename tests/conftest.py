@@ -51,3 +51,11 @@ def dask_scheduler():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_kernel_check_records(tmp_path_factory):
+    """Kernel checks recorded on disk (inference.kernels) go to a folder of this test session:
+    every session runs each check once, whatever earlier sessions recorded."""
+    os.environ["BAYES_ABLATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("bayes_ablation_cache"))
+    yield

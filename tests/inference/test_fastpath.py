@@ -266,3 +266,38 @@ def test_checked_structure_reuse_reads_the_new_data(weibull_spec):
     assert lp_a == pytest.approx(float(model_a.compile_logp(mode="FAST_COMPILE")(point)),
                                  rel=1e-10)
     assert abs(lp_a - lp_b) > 1.0
+
+
+def test_kernel_check_is_read_from_its_record_only_for_the_same_digest(weibull_spec, tmp_path,
+                                                                       monkeypatch):
+    """A passed check is recorded under the digest of code, versions, plan, data and points; a
+    new process (here: the in-process memo cleared) with the same digest reads it, other data
+    or a damaged record run the check again."""
+    from bayes_ablation.endpoints.build import build_model
+    from bayes_ablation.inference import kernels
+
+    monkeypatch.setenv("BAYES_ABLATION_CACHE_DIR", str(tmp_path))
+    spec, first = make_case(weibull_spec.raw, seed=31)
+    _, second = make_case(weibull_spec.raw, seed=32)
+    model = build_model(spec, first)
+    runs = []
+    real = kernels.check_kernel
+    monkeypatch.setattr(kernels, "check_kernel", lambda *a, **k: runs.append(1) or real(*a, **k))
+
+    def facts(m):
+        kernels._CHECKED.clear()
+        return kernels.kernel_model(m, spec, cache_key="record-test")[1]
+
+    a = facts(model)
+    assert a["kernel_check"] == "run" and len(runs) == 1
+    records = list((tmp_path / "kernel_checks").glob("*.json"))
+    assert len(records) == 1
+    b = facts(build_model(spec, first))            # same data: the record is read
+    assert b["kernel_check"].startswith("cached (sha256 ") and len(runs) == 1
+    assert b["kernel_check_max_rel_error"] == a["kernel_check_max_rel_error"]
+    c = facts(build_model(spec, second))           # other data: checked again
+    assert c["kernel_check"] == "run" and len(runs) == 2
+    records[0].write_text("{not json")              # a damaged record is no record
+    d = facts(build_model(spec, first))
+    assert d["kernel_check"] == "run" and len(runs) == 3
+    kernels._CHECKED.clear()

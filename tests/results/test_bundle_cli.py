@@ -218,3 +218,92 @@ def test_provenance_pins_the_source_revision():
                           text=True, check=True).stdout.strip()
     revision = package_versions()["bayes_ablation_source"]
     assert revision.split("+")[0] == head
+
+
+def _same_posterior_file(a: Path, b: Path) -> None:
+    ta, tb = xr.open_datatree(a, engine="h5netcdf"), xr.open_datatree(b, engine="h5netcdf")
+    assert ta.groups == tb.groups
+    for node in ta.subtree:
+        xr.testing.assert_identical(node.to_dataset(inherit=False),
+                                    tb[node.path].to_dataset(inherit=False))
+
+
+def test_posterior_written_in_parallel_equals_serial(fit600, tmp_path, monkeypatch):
+    """The posterior file a forked child writes (while the report is drawn) is the file this
+    process writes with parallel writes switched off."""
+    from bayes_ablation.core import forked
+
+    # other tests of the session may leave a Python thread running (a Dask client): forking
+    # is safe here (no thread holds h5py's lock), so count only this one
+    monkeypatch.setattr(forked.threading, "active_count", lambda: 1)
+    assert forked.can_fork() or not sys.platform.startswith("linux")
+    parallel = fit600.save(tmp_path / "parallel")
+    monkeypatch.setenv("BAYES_ABLATION_SERIAL_WRITES", "1")
+    assert not forked.can_fork()
+    serial = fit600.save(tmp_path / "serial")
+    _same_posterior_file(parallel / "posterior.nc", serial / "posterior.nc")
+    bundle.verify(parallel)
+    assert not [p for p in parallel.rglob("*") if p.name.endswith(".part")]
+
+
+def test_posterior_the_child_failed_to_write_is_written_here(fit600, tmp_path, monkeypatch):
+    from bayes_ablation.core import forked
+
+    monkeypatch.setattr(forked.threading, "active_count", lambda: 1)  # as above
+    if not forked.can_fork():
+        pytest.skip("no fork on this platform")
+    parent, real = os.getpid(), bundle.write_posterior
+
+    def fails_in_child(tree, folder, fmt):
+        if os.getpid() != parent:
+            (folder / ".posterior.nc.part").write_bytes(b"half-written")
+            raise RuntimeError("child failure")
+        return real(tree, folder, fmt)
+
+    monkeypatch.setattr(bundle, "write_posterior", fails_in_child)
+    messages: list[str] = []
+    out = bundle.write_bundle(fit600, tmp_path / "b", render=lambda: ("<html></html>", {}, {}),
+                              progress=messages.append)
+    assert "posterior: written here (the parallel writer did not deliver it)" in messages
+    bundle.verify(out)
+    assert not list(out.glob(".posterior*"))
+    np.testing.assert_array_equal(bundle.open_posterior(out)["posterior"]["log_hr"].values,
+                                  fit600.idata.posterior["log_hr"].values)
+
+
+def test_report_failure_stops_the_writer_and_leaves_nothing(fit600, tmp_path):
+    def render():
+        raise RuntimeError("report failed")
+
+    with pytest.raises(RuntimeError, match="report failed"):
+        bundle.write_bundle(fit600, tmp_path / "b", render=render)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BundleError, match="either report_html"):
+        bundle.write_bundle(fit600, tmp_path / "c", report_html="x", render=render)
+
+
+def test_cli_freezes_the_heap_only_as_a_process():
+    """``main(argv)`` called from Python leaves the caller's garbage collector alone."""
+    import gc
+
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    assert main(["fit", "--spec", str(MODELS / "pfs_weibull_site.toml"), "--out", "/nonexistent/x",
+                 "--data", str(ROOT / "no_such_file.csv")]) == 2
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == frozen
+
+
+def test_no_fork_while_another_python_thread_runs():
+    """A thread could hold a lock (h5py's) at the fork: the posterior is then written here."""
+    import threading
+
+    from bayes_ablation.core import forked
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not forked.can_fork()
+        assert forked.start(lambda: None) is None
+    finally:
+        stop.set()
+        thread.join()

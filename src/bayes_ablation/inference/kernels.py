@@ -1,4 +1,4 @@
-"""nutpie without per-process compilation: a disk-cached kernel, checked against PyMC each time.
+"""nutpie without per-process compilation: a disk-cached kernel, checked against PyMC.
 
 The PyMC model stays the single definition of the model. For a model family with a kernel in
 :class:`~bayes_ablation.endpoints.registry.KernelParts` (e.g. the Weibull kernel of
@@ -9,6 +9,10 @@ model at random points of the unconstrained space: log density and gradient (PyT
 Python linker, no rewrites: ~0.3 s) and every traced value (constrained parameters and
 deterministics). Any structural mismatch or numeric disagreement beyond 1e-8 (relative)
 returns ``None`` with the reason, and the caller compiles the model with nutpie as usual.
+A passed check is recorded on disk under the SHA-256 of everything it depends on (package
+source, library versions, plan, data, check points): a later process with the same digest
+reads the record instead of repeating the identical computation (``kernel_check`` in the
+facts says which: ``run``, ``cached (sha256 …)`` or ``in this process``).
 
 The result is a regular ``nutpie`` compiled model: same sampler, same initial points (PyMC's
 ``support_point`` with jitter, as ``nutpie.compile_pymc_model``), same trace layout.
@@ -16,10 +20,15 @@ The result is a regular ``nutpie`` compiled model: same sampler, same initial po
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
+import os
 import threading
 from functools import wraps
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,6 +204,85 @@ def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[An
         logp_func=None, expand_func=None, reparameterized_names=list(plan.reparameterized))
 
 
+# ------------------------------------------------------------- checks recorded on disk
+#
+# A check is a deterministic computation: the same package code, library versions, kernel
+# plan, data buffer and check points give the same numbers. Its result (only a passed check)
+# is therefore recorded on disk under the SHA-256 of all of these, and a later process whose
+# digest is the same reads the record instead of repeating the check (provenance says
+# ``kernel_check: "cached (sha256 …)"``). Any edit of the package's source, another version
+# of PyMC/PyTensor/numba/nutpie/NumPy, another structure or other data: another digest, so
+# the check runs again.
+
+#: libraries whose versions enter the check digest
+CHECK_LIBRARIES = ("pymc", "pytensor", "numba", "nutpie", "numpy", "llvmlite")
+
+
+def check_cache_dir() -> Path:
+    """``$BAYES_ABLATION_CACHE_DIR/kernel_checks`` (default ``~/.cache/bayes_ablation``)."""
+    root = os.environ.get("BAYES_ABLATION_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "bayes_ablation")
+    return Path(root) / "kernel_checks"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """SHA-256 of every Python file of the package and the versions of :data:`CHECK_LIBRARIES`
+    (their ``__version__``: imported by the time a kernel is checked)."""
+    import importlib
+
+    import bayes_ablation
+
+    h = hashlib.sha256()
+    package = Path(bayes_ablation.__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes())
+    for name in CHECK_LIBRARIES:
+        h.update(f"{name}={importlib.import_module(name).__version__}".encode())
+    return h.hexdigest()
+
+
+def check_digest(family_name: str, plan: KernelPlan, buf: np.ndarray, points: np.ndarray
+                 ) -> str | None:
+    """The digest a recorded check is filed under (see above); None when the plan holds
+    something other than numbers (nothing is recorded then)."""
+    arrays = [np.ascontiguousarray(a) for a in (plan.blocks, plan.expand, buf, points)]
+    if any(a.dtype.kind not in "biuf" for a in arrays):
+        return None
+    h = hashlib.sha256(_code_digest().encode())
+    h.update(json.dumps([family_name, plan.family, plan.names, [list(s) for s in plan.shapes],
+                         plan.reparameterized, plan.n_dim, plan.n_expanded, repr(plan.log_t_ref),
+                         CHECK_RTOL]).encode())
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def recorded_check(digest: str) -> float | None:
+    """The largest relative error of the passed check filed under ``digest``, or None."""
+    try:
+        record = json.loads((check_cache_dir() / f"{digest}.json").read_text())
+        worst = float(record["max_rel_error"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return worst if record.get("digest") == digest and worst <= CHECK_RTOL else None
+
+
+def record_check(digest: str, worst: float, family_name: str) -> None:
+    """File a passed check under ``digest`` (atomically; a read-only cache is no error)."""
+    from bayes_ablation.core.files import atomic_write_text
+
+    record = {"digest": digest, "family": family_name, "max_rel_error": worst,
+              "rtol": CHECK_RTOL, "points": CHECK_POINTS}
+    try:
+        atomic_write_text(check_cache_dir() / f"{digest}.json", json.dumps(record))
+    except OSError:
+        pass
+
+
 _CHECKED: dict[Any, float] = {}
 #: the kernels' cfunc pairs loaded in this process (by id of the logp cfunc)
 _LOADED: dict[int, tuple[Any, Any]] = {}
@@ -225,9 +313,18 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple
     t2 = time.perf_counter()
     key = (cache_key, tuple(plan.names), tuple(plan.shapes)) if cache_key is not None else None
     if key is not None and key in _CHECKED:
-        worst = _CHECKED[key]
+        worst, how = _CHECKED[key], "in this process (same structure checked before)"
     else:
-        worst = check_kernel(model, plan, buf, cfuncs, check_points(model, plan, point=point))
+        points = check_points(model, plan, point=point)
+        digest = check_digest(spec.model, plan, buf, points)
+        worst = recorded_check(digest) if digest is not None else None
+        if worst is None or digest is None:
+            worst = check_kernel(model, plan, buf, cfuncs, points)
+            if digest is not None:
+                record_check(digest, worst, spec.model)
+            how = "run"
+        else:
+            how = f"cached (sha256 {digest[:16]})"
         if key is not None:
             _CHECKED[key] = worst
     t3 = time.perf_counter()
@@ -236,6 +333,7 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple
              "kernel_loaded_from_disk_cache": from_disk,
              # nothing compiled for this fit: machine code from disk or already in memory
              "kernel_cache_hit": from_disk or in_memory,
+             "kernel_check": how,
              "kernel_check_max_rel_error": worst,
              "kernel_plan_seconds": t1 - t0, "kernel_load_seconds": t2 - t1,
              "kernel_check_seconds": t3 - t2}

@@ -13,8 +13,9 @@ same structure swaps data into the compiled model (``with_data``) instead of rec
 Cached kernels. nutpie's compilation of a PyMC model (a ``numba.cfunc`` that cannot be cached
 on disk) costs 8–20 s in every new process. When the analysis spec is passed and its model
 family has a kernel (:mod:`bayes_ablation.inference.kernels`), nutpie samples with that disk-cached
-kernel instead, after checking in this process that it reproduces the PyMC model's log
-density, gradient and traced values; otherwise (or if the check fails) nutpie compiles the
+kernel instead, after checking that it reproduces the PyMC model's log density, gradient
+and traced values (or reading the record of that identical check from an earlier process:
+:mod:`bayes_ablation.inference.kernels`); otherwise (or if the check fails) nutpie compiles the
 PyMC model as before. Draws from the kernel do not depend on ``PYTHONHASHSEED`` (nothing is
 compiled by PyTensor's set-ordered rewrites).
 """

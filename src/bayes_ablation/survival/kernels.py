@@ -13,6 +13,7 @@ and 64 nodes beyond. s = 0 (an average site) is one exact evaluation.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -23,8 +24,10 @@ GH_ORDERS = (8, 12, 16, 24, 32, 48, 64)
 GH_MAX_SD = (0.26, 0.40, 0.50, 0.66, 0.80, 1.02, math.inf)
 
 
+@functools.lru_cache(maxsize=1)
 def gh_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Node and weight tables for N(0, 1) expectations, padded to the largest order."""
+    """Node and weight tables for N(0, 1) expectations, padded to the largest order (computed
+    once per process, ~20 ms; shared: read them, never write)."""
     width = max(GH_ORDERS)
     nodes = np.zeros((len(GH_ORDERS), width))
     weights = np.zeros((len(GH_ORDERS), width))

@@ -23,7 +23,8 @@ def analysis_report(result: AnalysisResult) -> Report:
 def save_bundle(result: AnalysisResult, out: str | Path, *, force: bool = False,
                 posterior_format: str = "netcdf", spec_text: str | None = None,
                 progress: bool = False, figure_format: str = "png") -> Path:
-    """Render the report and write the bundle atomically; ``progress`` logs each stage;
+    """Render the report and write the bundle atomically (the report is drawn while a child
+    process writes the posterior file); ``progress`` logs each stage;
     ``figure_format`` ``svg`` or ``pdf`` also writes each figure in that format (PNG always:
     the report embeds it)."""
     check_destination(out, force)
@@ -32,11 +33,14 @@ def save_bundle(result: AnalysisResult, out: str | Path, *, force: bool = False,
         if progress:
             logger.info("  · %s", msg)
 
-    say("rendering report")
-    rendered = render(analysis_report(result), say, figure_format=figure_format)
-    return write_bundle(result, out, report_html=rendered.html, figures=rendered.pngs,
-                        force=force, posterior_format=posterior_format, spec_text=spec_text,
-                        progress=say, figure_files=rendered.files)
+    def draw() -> tuple[str, dict[str, bytes], dict[str, bytes]]:
+        # called by write_bundle while a child process writes the posterior file
+        say("rendering report")
+        rendered = render(analysis_report(result), say, figure_format=figure_format)
+        return rendered.html, rendered.pngs, rendered.files
+
+    return write_bundle(result, out, render=draw, force=force,
+                        posterior_format=posterior_format, spec_text=spec_text, progress=say)
 
 
 def save_report(result: AnalysisResult, path: str | Path) -> Path:
