@@ -98,7 +98,7 @@ def _model(case: str):
     model = build_model(spec, lesions)
     if partial:  # random centring weights w in (0, 1), swapped in like new data
         rng = np.random.default_rng(4)
-        for name in ("centring_site", "centring_site_arm"):
+        for name in ("centring_site", "centring_site_arm", "centring_patient"):
             if name in model.named_vars:
                 model.set_data(name, rng.uniform(0.05, 0.95,
                                                  size=model[name].get_value().shape))
@@ -114,6 +114,8 @@ def test_lr_kernel_equals_pymc_logp_gradient_and_trace(case):
     spec, model = _model(case)
     if CASES[case][1].get("partial"):
         assert np.all(model["centring_site"].get_value() > 0.0)
+        if "centring_patient" in model.named_vars:
+            assert np.all(model["centring_patient"].get_value() > 0.0)
     plan = lr_fastpath.lr_plan(model, spec)
     buf = lr_fastpath.lr_buffer(plan, model)
     cfuncs = nk.lr_cfuncs()

@@ -64,6 +64,19 @@ def site_centring(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarra
     return w_site, w_site_arm
 
 
+def frailty_centring(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Centring weights of per-cluster frailties (e.g. patients with several lesions) from
+    crude counts per cluster: observed events O_i and events E_i expected under the pooled
+    hazard. A frailty's crude estimate is log((O_i + ½)/(E_i + ½)) with sampling variance
+    ≈ 1/(O_i + ½); weights by :func:`moment_centring`, so a cluster with no events (or a
+    trial without clear between-cluster heterogeneity) stays non-centred (w ≈ 0), while the
+    clusters whose events pin their frailty down get w → 1."""
+    half = 0.5
+    o = np.asarray(observed, float) + half
+    e = np.asarray(expected, float) + half
+    return moment_centring(np.log(o / e), 1 / o)
+
+
 def scaled_normal(name: str, sigma: Any, dims: str | tuple[str, ...],
                   centring: Any = None) -> Any:
     """u ~ N(0, σ²) written as u = σ^(1−w) ũ, ũ = ``name`` ~ N(0, σ^w) (partial non-centring,

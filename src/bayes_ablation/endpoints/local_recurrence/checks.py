@@ -66,6 +66,16 @@ def scan_horizons(lesions: LesionTable, n_samples: int, rng: np.random.Generator
     return np.minimum(out, lesions.patients.time[None, :])
 
 
+def patient_frailty(post: Any, cdata: Any) -> np.ndarray:
+    """v_i = σ_patient^(1−w_i) z_i (sample, patient) from draws (``post`` stacked over
+    ``sample``) and the fit's ``centring_patient`` weights (0 when absent: older fits)."""
+    z = np.asarray(post["z_patient"].transpose("sample", "patient").values, float)
+    w = (np.asarray(cdata["centring_patient"].values, float) if "centring_patient" in cdata
+         else np.zeros(z.shape[1]))
+    sigma = np.asarray(post["sigma_patient"].values, float)[:, None]
+    return sigma ** (1.0 - w)[None, :] * z
+
+
 def lesion_eta(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
     """η_ij (sample, lesion) from thinned draws: arm, covariates, each lesion's own site effect
     and patient frailty (the baseline hazard excluded)."""
@@ -84,8 +94,7 @@ def lesion_eta(post: xr.Dataset, cdata: xr.Dataset) -> np.ndarray:
         beta = post["beta_covariates"].transpose("sample", "covariate").values
         eta = eta + beta @ np.asarray(cdata["x"].values, float).T
     if "z_patient" in post:
-        z = post["z_patient"].transpose("sample", "patient").values
-        eta = eta + post["sigma_patient"].values[:, None] * z[:, pat]
+        eta = eta + patient_frailty(post, cdata)[:, pat]
     if "delta_subgroup" in post:  # subgroup main effects and treatment interactions
         from bayes_ablation.endpoints.subgroups import cdata_subgroups, subgroup_eta
 

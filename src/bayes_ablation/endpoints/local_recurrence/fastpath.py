@@ -116,6 +116,8 @@ def lr_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     w_site = np.asarray(data.get("centring_site", np.zeros(n_sites)), float).ravel()
     w_slope = np.asarray(data.get("centring_site_arm", np.zeros((n_sites, n_treat))),
                          float).ravel()
+    w_patient = np.asarray(data.get("centring_patient", np.zeros(followup.size)),
+                           float).ravel()
     columns = np.column_stack([
         np.asarray(data["lesion_patient_idx"], float), np.asarray(data["lesion_arm_idx"], float),
         np.asarray(data["lesion_site_idx"], float), np.asarray(data["lr_interval"], float),
@@ -138,7 +140,7 @@ def lr_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     parts = [plan.blocks.ravel(), pat, arm, site, x.ravel(), interval, pos, log_l, log_u,
              e_lower.ravel(), d_exp.ravel(), np.asarray(data["arm_idx"], float),
              np.asarray(data["died"], float), np.log(followup), plan.expand.ravel(), w_site,
-             w_slope, count.astype(float)]
+             w_slope, count.astype(float), w_patient]
     header = np.zeros(nk.HEADER)
     offsets = np.cumsum([nk.HEADER] + [p.size for p in parts])
     header[nk.H_LEN] = offsets[-1]
@@ -153,7 +155,7 @@ def lr_buffer(plan: KernelPlan, model: Any) -> np.ndarray:
     header[nk.H_NINT] = n_int
     header[nk.H_NEXPANDED] = plan.n_expanded
     header[nk.H_NEXPAND] = plan.expand.shape[0]
-    header[nk.H_OFF_BLOCKS:nk.H_OFF_LCOUNT + 1] = offsets[:-1]
+    header[nk.H_OFF_BLOCKS:nk.H_OFF_WPAT + 1] = offsets[:-1]
     buf = np.ascontiguousarray(np.concatenate([header, *parts]))
     buf.flags.writeable = False
     return buf

@@ -6,12 +6,13 @@ t_ref = ``time_ref_months``):
 
     H_LR,ij(t) = exp(α + k (log t − log t_ref) + η_ij)                 (cumulative hazard)
     η_ij = β_arm(i) + x_ij γ + v_i + u_s [+ w_s,arm(i)]
-    v_i = σ_patient · z_i,  z_i ~ N(0, 1)          (patient frailty, non-centred, dim patient)
+    v_i = σ_patient^(1−w_i) z_i,  z_i ~ N(0, σ_patient^(2 w_i))   (patient frailty, dim patient)
     u_s = σ_site^(1−w_s) z_s,  z_s ~ N(0, σ_site^(2 w_s))    (site intercepts, dim site)
 
-The site weights w_s ∈ [0, 1] (``parameterisation``: ``auto`` by default, from crude per-site
-observed/expected LR counts; ``non_centred`` w = 0; ``centred`` w = 1) change only the
-sampler's geometry, never the prior (see :mod:`bayes_ablation.endpoints.hierarchy`).
+The weights w_s, w_i ∈ [0, 1] (``parameterisation``: ``auto`` by default, from crude per-site
+and per-patient observed/expected LR counts; ``non_centred`` w = 0; ``centred`` w = 1) change
+only the sampler's geometry, never the prior (see :mod:`bayes_ablation.endpoints.hierarchy`);
+so v_i ~ N(0, σ_patient²) for every w.
 
 α = log H_LR(t_ref) of the reference arm for a lesion with x = 0 (numeric covariates at their
 mean, categorical ones at their reference level), v = u = 0. LR is seen only at scans: the
@@ -49,6 +50,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_ablation.data.lesions import LesionTable
+from bayes_ablation.endpoints.hierarchy import frailty_centring, scaled_normal
 from bayes_ablation.endpoints.pfs.model import (
     linear_predictor,
     nelson_aalen_counts,
@@ -134,6 +136,30 @@ def lesion_counts(lesions: LesionTable) -> tuple[np.ndarray, np.ndarray]:
                                len(patients.sites), len(patients.arms))
 
 
+def patient_counts(lesions: LesionTable) -> tuple[np.ndarray, np.ndarray]:
+    """Crude observed / expected LR events per patient (as :func:`lesion_counts`, summed over
+    each patient's lesions)."""
+    patients = lesions.patients
+    recurred = np.isfinite(lesions.upper)
+    time = np.where(recurred, 0.5 * (lesions.lower + np.where(recurred, lesions.upper, 0.0)),
+                    lesions.lower)
+    observed, expected = nelson_aalen_counts(time, recurred.astype(float), lesions.arm_idx,
+                                             lesions.patient_idx, patients.n_patients,
+                                             len(patients.arms))
+    return observed.sum(axis=1), expected.sum(axis=1)
+
+
+def patient_centring_weights(spec: AnalysisSpec, lesions: LesionTable) -> np.ndarray:
+    """Centring weights w_i of the patient frailties for the spec's ``parameterisation``:
+    ``auto`` (default) from crude per-patient counts
+    (:func:`~bayes_ablation.endpoints.hierarchy.frailty_centring`), ``non_centred`` 0,
+    ``centred`` 1. The prior of v_i is N(0, σ_patient²) for any w (geometry only)."""
+    mode = spec.model_options.get("parameterisation", "auto")
+    if mode == "auto":
+        return frailty_centring(*patient_counts(lesions))
+    return np.full(lesions.patients.n_patients, 1.0 if mode == "centred" else 0.0)
+
+
 def _lesion_block(spec: AnalysisSpec, lesions: LesionTable) -> dict[str, Any]:
     """Data containers and η_ij = β_arm + x γ + u_site [+ w_site,arm] + v_patient (inside a
     model context). Returns the named pieces the baselines need."""
@@ -153,8 +179,10 @@ def _lesion_block(spec: AnalysisSpec, lesions: LesionTable) -> dict[str, Any]:
                            subgroups=subgroups)
     if bool(spec.model_options.get("patient_frailty", True)):
         sigma_patient = prior("sigma_patient", spec.priors["sigma_patient"])
-        z_patient = pm.Normal("z_patient", 0.0, 1.0, dims="patient")
-        eta = eta + sigma_patient * z_patient[patient_idx]
+        w_patient = pm.Data("centring_patient", patient_centring_weights(spec, lesions),
+                            dims="patient")
+        v_patient = scaled_normal("z_patient", sigma_patient, "patient", w_patient)
+        eta = eta + v_patient[patient_idx]
     return {"eta": eta, "upper_safe": upper_safe,
             "interval": pm.Data("lr_interval", interval, dims="lesion"),
             "lower": pm.Data("lr_lower", lesions.lower, dims="lesion"), "patients": patients}

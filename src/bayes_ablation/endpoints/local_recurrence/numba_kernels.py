@@ -11,8 +11,9 @@ when an imported module does (so the prior/transform helpers are this file's own
 The model (:mod:`bayes_ablation.endpoints.local_recurrence.model`), lesion l of patient p(l)
 at site s(l) in arm a(l)::
 
-    η_l = β_a + x_l γ + u_s + v_s,a + σ_p z_p                     (z_p ~ N(0, 1))
+    η_l = β_a + x_l γ + u_s + v_s,a + f_p
     u_s = σ^(1−w_s) z_s,  z_s ~ N(0, σ^(2 w_s))                     (partial centring)
+    f_p = σ_p^(1−w_p) z_p,  z_p ~ N(0, σ_p^(2 w_p))                 (patient frailty, same)
     Weibull:  log λ_l = α − k log t_ref + η_l,  H(t) = λ_l t^k
         ℓ_l = −H(L) + I_l log1mexp(−ΔH),
         log ΔH = log λ_l + k log U + log(−expm1(k (log L − log U)))   (L > 0; else k log U)
@@ -41,8 +42,8 @@ from numba import types
  H_NEXPANDED, H_NEXPAND) = range(12)
 (H_OFF_BLOCKS, H_OFF_LPAT, H_OFF_LARM, H_OFF_LSITE, H_OFF_LX, H_OFF_LINT, H_OFF_LPOS,
  H_OFF_LLOGL, H_OFF_LLOGU, H_OFF_LEXPL, H_OFF_LDEXP, H_OFF_PARM, H_OFF_PDIED, H_OFF_PLOGT,
- H_OFF_EXPAND, H_OFF_WSITE, H_OFF_WSLOPE, H_OFF_LCOUNT) = range(12, 30)
-HEADER = 30
+ H_OFF_EXPAND, H_OFF_WSITE, H_OFF_WSLOPE, H_OFF_LCOUNT, H_OFF_WPAT) = range(12, 31)
+HEADER = 31
 BLOCK_WIDTH = 8  # role, family, transform, offset, size, p1, p2, p3
 EXPAND_WIDTH = 4  # code, block, out offset, size
 
@@ -152,6 +153,11 @@ def _centred_effects(value: np.ndarray, dprior: np.ndarray, start: int, buf: np.
     for j in range(size):
         w = buf[w_offset + j]
         z = value[start + j]
+        if w == 0.0:  # non-centred (most patient frailties): no power to take
+            u[j] = sigma * z
+            du[j] = sigma
+            dus[j] = z
+            continue
         scale = sigma ** (1.0 - w)
         u[j] = scale * z
         du[j] = scale
@@ -243,7 +249,9 @@ def lr_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     vv, dv, dvs, g_sigma2_prior, lp_v = _centred_effects(value, dprior, s_z2, buf,
                                                           int(buf[H_OFF_WSLOPE]), nslope,
                                                           sigma2)
-    lp += lp_u + lp_v
+    fp, dfp, dfps, g_sigp_prior, lp_f = _centred_effects(value, dprior, s_zp, buf,
+                                                          int(buf[H_OFF_WPAT]), np_, sigp)
+    lp += lp_u + lp_v + lp_f
 
     # ---- LR block, one lesion at a time
     weibull = nint == 0
@@ -260,7 +268,6 @@ def lr_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
     g_v = np.zeros(nslope)
     g_beta = np.zeros(ncov)
     g_zp = np.zeros(np_)
-    g_sigp = 0.0
     o_pat, o_arm, o_site = int(buf[H_OFF_LPAT]), int(buf[H_OFF_LARM]), int(buf[H_OFF_LSITE])
     o_x, o_int, o_pos = int(buf[H_OFF_LX]), int(buf[H_OFF_LINT]), int(buf[H_OFF_LPOS])
     o_logl, o_logu = int(buf[H_OFF_LLOGL]), int(buf[H_OFF_LLOGU])
@@ -280,7 +287,7 @@ def lr_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
             for c in range(ncov):
                 eta += buf[xrow + c] * value[s_beta + c]
         if s_zp >= 0:
-            eta += sigp * value[s_zp + pat]
+            eta += fp[pat]
         interval = buf[o_int + i] > 0.5
         count = buf[o_count + i]
         r = 0.0  # d ℓ / d η (of one lesion, times count below)
@@ -344,8 +351,7 @@ def lr_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
             for c in range(ncov):
                 g_beta[c] += r * buf[xrow + c]
         if s_zp >= 0:
-            g_zp[pat] += r * sigp
-            g_sigp += r * value[s_zp + pat]
+            g_zp[pat] += r  # d ℓ / d f_p
 
     # ---- death block, one patient at a time
     kd = value[s_dshape]
@@ -397,8 +403,10 @@ def lr_logp_grad(pos: np.ndarray, buf: np.ndarray, grad: np.ndarray) -> float:
         for c in range(ncov):
             glik[s_beta + c] = g_beta[c]
     if s_zp >= 0:
+        g_sigp = g_sigp_prior
         for p in range(np_):
-            glik[s_zp + p] = g_zp[p]
+            glik[s_zp + p] = dfp[p] * g_zp[p]
+            g_sigp += dfps[p] * g_zp[p]
         glik[s_sigp] = g_sigp
     for j in range(ndim):
         grad[j] = glik[j] * dval[j] + dprior[j]
