@@ -87,8 +87,8 @@ def ess_basic(x: np.ndarray) -> np.ndarray:
     k, c, n = x.shape
     centred = x - x.mean(axis=-1, keepdims=True)
     m = fft.next_fast_len(2 * n)
-    spec = fft.rfft(centred, n=m, axis=-1)
-    acov = fft.irfft(spec * np.conjugate(spec), n=m, axis=-1)[..., :n] / n   # (K, C, n)
+    spec = fft.rfft(centred, n=m, axis=-1, workers=-1)
+    acov = fft.irfft(spec * np.conjugate(spec), n=m, axis=-1, workers=-1)[..., :n] / n
     mean_var = acov[..., 0].mean(axis=-1) * n / (n - 1.0)                     # (K,)
     var_plus = mean_var * (n - 1.0) / n
     if c > 1:

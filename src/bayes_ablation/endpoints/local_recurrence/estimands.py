@@ -287,6 +287,13 @@ def cohort_cif(idata: Any, post: xr.Dataset, spec: AnalysisSpec, times: np.ndarr
     return out
 
 
+def _same_offsets(a: xr.DataArray, b: xr.DataArray) -> bool:
+    """Whether two lesion targets have the same offsets and pattern weights (same CIF)."""
+    return (a.dims == b.dims and a.shape == b.shape
+            and np.array_equal(np.asarray(a.attrs["weights"]), np.asarray(b.attrs["weights"]))
+            and np.array_equal(a.values, b.values))
+
+
 def compute_lr_estimands(idata: Any, spec: AnalysisSpec, max_patterns: int = MAX_PATTERNS) -> xr.Dataset:
     """Every LR estimand of the spec, as posterior draws (see module docstring)."""
     post = posterior_of(idata)
@@ -294,8 +301,13 @@ def compute_lr_estimands(idata: Any, spec: AnalysisSpec, max_patterns: int = MAX
     times = np.asarray(spec.estimands.times_months, float)
     cdata = idata.constant_data if "constant_data" in idata.children else {}
     offsets = target_offsets(post, cdata, max_patterns)
-    by_target = []
+    by_target: list[xr.DataArray] = []
     for target in LESION_TARGETS:
+        same = [i for i, done in enumerate(LESION_TARGETS[:len(by_target)])
+                if _same_offsets(offsets[done], offsets[target])]
+        if same:  # e.g. no lesion covariates: the reference lesion is the standardised one
+            by_target.append(by_target[same[0]])
+            continue
         by_pop = [lr_cif(post, spec, times, offsets[target], pop) for pop in POPULATIONS]
         by_target.append(xr.concat(by_pop, dim="population").assign_coords(
             population=list(POPULATIONS)))
