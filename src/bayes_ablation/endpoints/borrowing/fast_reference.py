@@ -17,6 +17,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayes_ablation.endpoints.pfs.fast_reference import fast_reference_coords, fast_reference_terms
 from bayes_ablation.endpoints.priors import prior
 from bayes_ablation.spec.plan import PriorSpec
 
@@ -29,22 +30,12 @@ def build_fast_borrowing_reference(events: np.ndarray, exposure: np.ndarray,
                                    a0: float = 1.0,
                                    precision: PriorSpec | None = None) -> pm.Model:
     """PyMC model of the fast path with borrowing for one data set ((S, 2, J) and (J,))."""
-    n_sites, _, n_int = events.shape
-    coords = {"site": np.arange(n_sites), "arm": [0, 1], "interval": np.arange(n_int),
-              "treatment": ["experimental"]}
-    with pm.Model(coords=coords) as model:
-        d = pm.Data("events", events, dims=("site", "arm", "interval"))
-        e = pm.Data("exposure", exposure, dims=("site", "arm", "interval"))
+    with pm.Model(coords=fast_reference_coords(events)) as model:
+        alpha = fast_reference_terms(events, exposure, baseline_mu=baseline_mu,
+                                     baseline_sd=baseline_sd, log_hr_mu=log_hr_mu,
+                                     log_hr_sd=log_hr_sd, sigma_site=sigma_site)
         dx = pm.Data("external_events", external_events, dims="interval")
         ex = pm.Data("external_exposure", external_exposure, dims="interval")
-        alpha = pm.Normal("alpha", baseline_mu, baseline_sd, dims="interval")
-        beta = pm.Normal("log_hr", log_hr_mu, log_hr_sd, dims="treatment")
-        eta = alpha[None, None, :] + beta[0] * pt.as_tensor(np.array([0.0, 1.0]))[None, :, None]
-        if sigma_site is not None:
-            sigma = prior("sigma_site", sigma_site)
-            z = pm.Normal("z_site", 0.0, 1.0, dims="site")
-            u = pm.Deterministic("u_site", sigma * z, dims="site")
-            eta = eta + u[:, None, None]
         eta_x = alpha
         weight = 1.0
         if method == "commensurate":
@@ -55,6 +46,5 @@ def build_fast_borrowing_reference(events: np.ndarray, exposure: np.ndarray,
             weight = a0
         elif method != "full":
             raise ValueError(f"no fast reference for borrowing method {method!r}")
-        pm.Potential("loglik", pt.sum(d * eta - e * pt.exp(eta)))
         pm.Potential("external_loglik", weight * pt.sum(dx * eta_x - ex * pt.exp(eta_x)))
     return model
