@@ -154,7 +154,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
                      while_sampling=prepare_outputs)
     idata = sampled.idata
     if spec.borrowing is not None:  # draws of what the sampler integrated out
-        from bayes_ablation.endpoints.borrowing.model import complete_posterior
+        from bayes_ablation.endpoints.borrowing.precision import complete_posterior
 
         idata["posterior"] = complete_posterior(idata.posterior.to_dataset(), spec)
     idata.posterior.attrs["arms"] = json.dumps(list(prepared.arms))

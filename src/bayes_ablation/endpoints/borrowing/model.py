@@ -14,7 +14,7 @@ Internal patients: the Weibull PH model of :mod:`bayes_ablation.endpoints.pfs.mo
   with precision τ; τ → ∞ is ``full``, τ → 0 is ``none``). The sampler sees δ with τ
   integrated out (a scale mixture of normals, :mod:`~bayes_ablation.endpoints.borrowing.
   precision`: the (τ, δ) funnel diverged in most SBC fits); τ is drawn given δ after sampling
-  (:func:`complete_posterior`);
+  (:func:`~bayes_ablation.endpoints.borrowing.precision.complete_posterior`);
 * ``map``: no external likelihood; the MAP mixture replaces the spec's prior of the target
   (``log_cumhaz_ref`` or ``log_hr``, a ``pm.NormalMixture``);
 * ``none``: exactly the Weibull model of the internal patients.
@@ -70,19 +70,6 @@ class BorrowingData:
 def _mixture(name: str, mix: Any, dims: str | None = None) -> Any:
     return pm.NormalMixture(name, w=np.asarray(mix.w), mu=np.asarray(mix.m),
                             sigma=np.asarray(mix.s), dims=dims)
-
-
-def complete_posterior(posterior: Any, spec: AnalysisSpec) -> Any:
-    """``posterior`` (an xarray Dataset of draws) with ``commensurate_precision`` (chain, draw):
-    one draw of τ | δ per draw of ``external_offset`` (seeded by the spec's sampler seed).
-    Other methods: ``posterior`` unchanged."""
-    b = spec.borrowing
-    if b is None or b.method != "commensurate" or "commensurate_precision" in posterior:
-        return posterior
-    delta = posterior["external_offset"]
-    rng = np.random.default_rng([spec.sampler.seed, 1])
-    tau = quadrature(b.precision).draw_precision(delta.values, rng)
-    return posterior.assign(commensurate_precision=(delta.dims, tau))
 
 
 def build_borrowing_model(spec: AnalysisSpec, data: BorrowingData) -> pm.Model:

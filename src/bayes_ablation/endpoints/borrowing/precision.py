@@ -17,43 +17,25 @@ tests/endpoints/borrowing/test_precision.py). Given δ, τ is independent of eve
 
 so each posterior draw of δ gets one draw of τ from this one-dimensional conditional (node j
 with probability ∝ w_j N(δ | 0, e^{−v_j}), then v uniform within the node's cell), with a
-seeded generator. The joint draws (τ, δ, …) are then draws of the original model.
+seeded generator (:func:`complete_posterior`). The joint draws (τ, δ, …) are then draws of
+the original model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special, stats
 
-from bayes_ablation.spec.plan import PriorSpec
+from bayes_ablation.endpoints.prior_draws import positive_prior_logpdf, positive_prior_quantile
+from bayes_ablation.spec.plan import AnalysisSpec, PriorSpec
 
 #: quadrature nodes in log τ
 N_NODES = 512
 #: prior tail probability left out at each end of the grid
 TAIL = 1e-10
-
-
-def _distribution(prior: PriorSpec) -> tuple[stats.rv_continuous, float]:
-    """(frozen SciPy distribution of τ, density factor): τ's density is factor × pdf."""
-    p = prior.params
-    match prior.family:
-        case "gamma":
-            return stats.gamma(p["alpha"], scale=1 / p["beta"]), 1.0
-        case "halfnormal":
-            return stats.halfnorm(scale=p["sigma"]), 1.0
-        case "halfcauchy":
-            return stats.halfcauchy(scale=p["beta"]), 1.0
-        case "halfstudentt":  # |t_ν(0, σ)|: twice the t density on τ > 0
-            return stats.t(p["nu"], scale=p["sigma"]), 2.0
-        case "lognormal":
-            return stats.lognorm(p["sigma"], scale=np.exp(p["mu"])), 1.0
-        case "lognormal_variance":  # τ = √V, V ~ LogNormal(μ, σ): τ ~ LogNormal(μ/2, σ/2)
-            return stats.lognorm(p["sigma"] / 2, scale=np.exp(p["mu"] / 2)), 1.0
-        case "exponential":
-            return stats.expon(scale=1 / p["lam"]), 1.0
-    raise ValueError(f"[borrowing.precision]: no quadrature for prior family {prior.family!r}")
 
 
 @dataclass(frozen=True)
@@ -89,15 +71,24 @@ class PrecisionQuadrature:
 
 def quadrature(prior: PriorSpec, n_nodes: int = N_NODES) -> PrecisionQuadrature:
     """The quadrature of τ's prior in v = log τ (module docstring)."""
-    dist, factor = _distribution(prior)
-    if prior.family == "halfstudentt":
-        lo, hi = dist.ppf(0.5 + TAIL / 2), dist.ppf(1 - TAIL / 2)
-    else:
-        lo, hi = dist.ppf(TAIL), dist.isf(TAIL)
+    lo, hi = positive_prior_quantile(prior, [TAIL, 1 - TAIL])
     log_tau = np.linspace(np.log(lo), np.log(hi), n_nodes)
     step = float(log_tau[1] - log_tau[0])
     # density of v = log τ: p_τ(e^v) e^v (trapezoid rule; the end weights halved)
-    logw = np.log(factor) + dist.logpdf(np.exp(log_tau)) + log_tau
+    logw = positive_prior_logpdf(prior, np.exp(log_tau)) + log_tau
     logw[[0, -1]] += np.log(0.5)
     w = np.exp(logw - logw.max())
     return PrecisionQuadrature(log_tau=log_tau, weights=w / w.sum(), step=step)
+
+
+def complete_posterior(posterior: Any, spec: AnalysisSpec) -> Any:
+    """``posterior`` (an xarray Dataset of draws) with ``commensurate_precision`` (chain, draw):
+    one draw of τ | δ per draw of ``external_offset`` (seeded by the spec's sampler seed).
+    Other methods: ``posterior`` unchanged."""
+    b = spec.borrowing
+    if b is None or b.method != "commensurate" or "commensurate_precision" in posterior:
+        return posterior
+    delta = posterior["external_offset"]
+    rng = np.random.default_rng([spec.sampler.seed, 1])
+    tau = quadrature(b.precision).draw_precision(delta.values, rng)
+    return posterior.assign(commensurate_precision=(delta.dims, tau))

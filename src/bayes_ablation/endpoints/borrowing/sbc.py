@@ -58,7 +58,7 @@ class BorrowingAdapter(WeibullAdapter):
         return params
 
     def posterior_draws(self, posterior: Any, spec: AnalysisSpec) -> dict[str, np.ndarray]:
-        from bayes_ablation.endpoints.borrowing.model import complete_posterior
+        from bayes_ablation.endpoints.borrowing.precision import complete_posterior
 
         if hasattr(posterior, "to_dataset"):  # a DataTree node
             posterior = posterior.to_dataset()

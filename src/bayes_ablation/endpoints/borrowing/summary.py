@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from bayes_ablation.endpoints.borrowing.mixture import NormalMixture
+from bayes_ablation.endpoints.prior_draws import positive_prior_quantile
 from bayes_ablation.spec.plan import AnalysisSpec, PriorSpec
 
 
@@ -179,7 +180,6 @@ def borrowing_summary(spec: AnalysisSpec, data: Any, idata: Any) -> dict[str, An
     conflict: dict[str, Any] = {"internal_estimate": internal.mean(),
                                 "internal_se": internal.sd()}
     borrowed = None
-    rng = np.random.default_rng(spec.sampler.seed)
     if method == "map":
         borrowed = map_prior.robust
     elif external is not None:
@@ -187,7 +187,7 @@ def borrowing_summary(spec: AnalysisSpec, data: Any, idata: Any) -> dict[str, An
         if method == "power":
             borrowed = normal(m, s / np.sqrt(b.a0)) if b.a0 > 0 else None
         elif method == "commensurate":
-            tau_prior = _prior_draws(b.precision, 400, rng)
+            tau_prior = positive_prior_quantile(b.precision, (np.arange(400) + 0.5) / 400)
             borrowed = NormalMixture(tuple(np.full(tau_prior.size, 1 / tau_prior.size)),
                                      tuple(np.full(tau_prior.size, m)),
                                      tuple(np.sqrt(s**2 + 1 / tau_prior)))
@@ -211,28 +211,6 @@ def borrowing_summary(spec: AnalysisSpec, data: Any, idata: Any) -> dict[str, An
         conflict["p_external_offset_positive"] = float(np.mean(delta > 0))
     out["conflict"] = conflict
     return out
-
-
-def _prior_draws(prior: PriorSpec, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws of a positive prior (quantiles at evenly spaced probabilities, no MC noise)."""
-    u = (np.arange(n) + 0.5) / n
-    p = prior.params
-    match prior.family:
-        case "gamma":
-            return stats.gamma.ppf(u, p["alpha"], scale=1 / p["beta"])
-        case "halfnormal":
-            return stats.halfnorm.ppf(u, scale=p["sigma"])
-        case "halfcauchy":
-            return stats.halfcauchy.ppf(u, scale=p["beta"])
-        case "halfstudentt":
-            return np.abs(stats.t.ppf(0.5 + u / 2, p["nu"], scale=p["sigma"]))
-        case "lognormal":
-            return stats.lognorm.ppf(u, p["sigma"], scale=np.exp(p["mu"]))
-        case "lognormal_variance":
-            return np.sqrt(stats.lognorm.ppf(u, p["sigma"], scale=np.exp(p["mu"])))
-        case "exponential":
-            return stats.expon.ppf(u, scale=1 / p["lam"])
-    raise ValueError(f"no draws for prior family {prior.family!r}")
 
 
 def side_by_side_table(summary: dict[str, Any]) -> pd.DataFrame:

@@ -31,10 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from bayes_ablation.data.aggregate import aggregate, check_cuts, interval_bounds
 from bayes_ablation.data.schema import PatientTable
+from bayes_ablation.endpoints.prior_draws import positive_prior_quantile
 from bayes_ablation.spec.plan import PriorSpec
 
 #: standardised offsets t at which the marginal log density of β is computed (β̂ + sd·t)
@@ -45,25 +46,8 @@ MARGINAL_GRID = np.linspace(-6.0, 6.0, 481)
 
 
 def prior_quantile(prior: PriorSpec, q: np.ndarray) -> np.ndarray:
-    """Quantiles of a positive prior (σ_site) at probabilities ``q``."""
-    p = prior.params
-    q = np.asarray(q, float)
-    match prior.family:
-        case "halfnormal":
-            return stats.halfnorm.ppf(q, scale=p["sigma"])
-        case "lognormal":
-            return stats.lognorm.ppf(q, s=p["sigma"], scale=np.exp(p["mu"]))
-        case "exponential":
-            return stats.expon.ppf(q, scale=1.0 / p["lam"])
-        case "gamma":
-            return stats.gamma.ppf(q, a=p["alpha"], scale=1.0 / p["beta"])
-        case "halfcauchy":
-            return stats.halfcauchy.ppf(q, scale=p["beta"])
-        case "halfstudentt":
-            return stats.t.ppf((1 + q) / 2, df=p["nu"]) * p["sigma"]
-        case "lognormal_variance":
-            return np.sqrt(stats.lognorm.ppf(q, s=p["sigma"], scale=np.exp(p["mu"])))
-    raise ValueError(f"no quantiles for prior family {prior.family!r}")
+    """Quantiles of a positive prior (σ_site, τ) at probabilities ``q``."""
+    return positive_prior_quantile(prior, q)
 
 
 #: number of quantile nodes of the commensurability precision τ (offset sd 1/√τ)
