@@ -53,3 +53,33 @@ def test_figure_the_child_failed_is_drawn_here():
     pngs = html.render_pngs(makers)
     assert list(pngs) == NAMES
     assert pngs["ppc_sites"] == html.figure_png(_figure(7))
+
+
+def test_figures_are_shared_out_from_one_queue(monkeypatch):
+    """Eight figures, the parent slow: the child takes the next figure whenever it is free,
+    so it draws several; every figure is delivered once, with the serial bytes."""
+    import time
+
+    from bayes_ablation.report import html
+
+    names = [f"figure_{i}" for i in range(8)]
+    parent = os.getpid()
+
+    def maker(i):
+        def draw():
+            if os.getpid() == parent:
+                time.sleep(0.3)
+            return _figure(i)
+        return draw
+
+    makers = {name: maker(i) for i, name in enumerate(names)}
+    monkeypatch.setenv("BAYES_ABLATION_SERIAL_REPORT", "1")
+    serial = html.render_pngs({name: (lambda i=i: _figure(i)) for i, name in enumerate(names)})
+    monkeypatch.delenv("BAYES_ABLATION_SERIAL_REPORT")
+    messages: list[str] = []
+    shared = html.render_pngs(makers, messages.append)
+    assert shared == serial and list(shared) == names
+    if html._can_fork():
+        in_child = [m for m in messages if m.endswith("(drawn in parallel)")]
+        assert len(in_child) >= 3
+        assert len(messages) == len(names)      # each figure once

@@ -185,6 +185,9 @@ def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
 def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
                  point_function: Any = None) -> Any:
     """A ``nutpie`` compiled model that calls the cached kernel."""
+    from bayes_ablation.inference.nutpie_import import nutpie_module
+
+    nutpie_module()   # ArviZ deferred
     from nutpie.compile_pymc import CompiledPyMCModel
 
     point_function = point_function or _pymc_point_function(model)

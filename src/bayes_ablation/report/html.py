@@ -16,6 +16,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import warnings
@@ -195,8 +196,10 @@ def figure_makers(report: Report) -> dict[str, Callable[[], Figure]]:
     return {f.name: functools.partial(plotter(f.kind), **f.data) for f in report.figures}
 
 
-#: the costliest figures, drawn in a forked child process while this process draws the rest
-CHILD_FIGURES = ("ppc_sites", "traces")
+#: relative drawing cost of the costlier figures (others 1): the order in which they are handed
+#: out, costliest first, so that the two processes finish together
+FIGURE_COST = {"traces": 3, "ppc_sites": 3, "traces_frailty_death": 2, "cif_lr": 2,
+               "km_posterior": 2, "prior_posterior": 2, "lr_cumulative_incidence_check": 2}
 
 
 def _can_fork() -> bool:
@@ -220,20 +223,25 @@ def render_figures(makers: Mapping[str, Callable[[], Figure]],
     """Every figure in each of ``formats``: {name: {format: bytes}}, in the order of
     ``makers``.
 
-    Figures are independent, and drawing them is single-threaded matplotlib work: the ones in
-    :data:`CHILD_FIGURES` are drawn by a forked child (writing files to a private
-    temporary folder) while this process draws the others. Anything the child did not
-    deliver (it failed, or fork is unavailable) is drawn here, so the result never depends on
-    the child.
+    Figures are independent, and drawing them is single-threaded matplotlib work, so a forked
+    child draws while this process draws: the figures are handed out costliest first
+    (:data:`FIGURE_COST`) from a shared queue (a pipe of figure numbers, one byte each: a
+    read takes one number, atomically), the child taking the first, each process the next
+    whenever it is free. The child writes its files to a private temporary folder. Anything
+    it did not deliver (it failed, or fork is unavailable) is drawn here, so the result never
+    depends on the child.
     """
     say = progress or (lambda msg: None)
     formats = tuple(dict.fromkeys(formats))
-    child = [n for n in makers if n in CHILD_FIGURES] if _can_fork() else []
-    own = [n for n in makers if n not in child]
+    order = sorted(makers, key=lambda n: -FIGURE_COST.get(n, 1))
+    shared = order[:256] if _can_fork() and len(order) > 1 else []
     out: dict[str, dict[str, bytes]] = {}
-    pid, folder = None, None
-    if child and own:
+    pid, folder, queue = None, None, None
+    if shared:
         folder = tempfile.mkdtemp(prefix="bayes_ablation_figs_")
+        queue, feed = os.pipe()
+        os.write(feed, bytes(range(1, len(shared))))   # figure 0 is the child's
+        os.close(feed)
         sys.stdout.flush()
         sys.stderr.flush()
         with warnings.catch_warnings():
@@ -242,21 +250,38 @@ def render_figures(makers: Mapping[str, Callable[[], Figure]],
         if pid == 0:  # child: draw, write, and leave without running any exit handler
             code = 1
             try:
-                for name in child:
+                index = 0
+                while index is not None:
+                    name = shared[index]
                     for fmt, data in figure_bytes(makers[name](), dpi, formats).items():
                         tmp = os.path.join(folder, f".{name}.{fmt}")
                         with open(tmp, "wb") as fh:
                             fh.write(data)
                         os.replace(tmp, os.path.join(folder, f"{name}.{fmt}"))
+                    index = _next_figure(queue)
                 code = 0
             finally:
                 os._exit(code)
-    for name in own:
-        say(f"figure {name}")
-        out[name] = figure_bytes(makers[name](), dpi, formats)
+    if queue is not None:
+        try:
+            while (index := _next_figure(queue)) is not None:
+                name = shared[index]
+                say(f"figure {name}")
+                out[name] = figure_bytes(makers[name](), dpi, formats)
+        except BaseException:
+            if pid:   # do not leave the child drawing into a folder about to be removed
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            os.close(queue)
     if pid is not None and folder is not None:
         os.waitpid(pid, 0)
-        for name in child:
+        for name in shared:
+            if name in out:
+                continue
             paths = {fmt: os.path.join(folder, f"{name}.{fmt}") for fmt in formats}
             if all(os.path.exists(path) for path in paths.values()):
                 out[name] = {}
@@ -270,6 +295,12 @@ def render_figures(makers: Mapping[str, Callable[[], Figure]],
             say(f"figure {name}")
             out[name] = figure_bytes(makers[name](), dpi, formats)
     return {name: out[name] for name in makers}
+
+
+def _next_figure(queue: int) -> int | None:
+    """The next figure number from the shared queue, or None when it is empty."""
+    data = os.read(queue, 1)
+    return data[0] if data else None
 
 
 @dataclass(frozen=True)

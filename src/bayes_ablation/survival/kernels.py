@@ -39,7 +39,7 @@ def gh_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             np.array(GH_MAX_SD, dtype=float))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mixed_survival(log_cumhaz: np.ndarray, offsets: np.ndarray, pattern_weights: np.ndarray,
                    sd: np.ndarray, nodes: np.ndarray, weights: np.ndarray, orders: np.ndarray,
                    max_sd: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def mixed_survival(log_cumhaz: np.ndarray, offsets: np.ndarray, pattern_weights:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mixed_survival_draw_weights(log_cumhaz: np.ndarray, offsets: np.ndarray,
                                 pattern_weights: np.ndarray, sd: np.ndarray, nodes: np.ndarray,
                                 weights: np.ndarray, orders: np.ndarray, max_sd: np.ndarray
@@ -158,7 +158,7 @@ def _binned_tables(offsets: np.ndarray, pattern_weights: np.ndarray, step: float
     return tables, base * h, tail, k0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _interpolated_survival(log_cumhaz: np.ndarray, tables: np.ndarray, shift: np.ndarray,
                            tail: np.ndarray, k0: int, step: float, sd: np.ndarray,
                            nodes: np.ndarray, weights: np.ndarray, orders: np.ndarray,

@@ -42,29 +42,51 @@ def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-9,
     upper = np.asarray(upper, float)
     left, right = innermost_intervals(lower, upper)
     finite = np.isfinite(right)
-    cover = (lower[:, None] <= left[None, :]) & (right[None, :] <= upper[:, None])
-    cover = cover[cover.sum(axis=1) < right.size]            # rows covering everything are flat
-    if cover.shape[0] == 0 or right.size == 0:
+    rows, counts = distinct_cover_rows(lower, upper, left, right)
+    if rows.shape[0] == 0 or right.size == 0:
         return right[finite], np.zeros(int(finite.sum()))
-    # lesions scanned on the same schedule share a row: EM on the distinct rows, weighted
-    rows, counts = np.unique(cover, axis=0, return_counts=True)
-    p = _squarem(np.ascontiguousarray(rows, dtype=float), counts.astype(float),
-                 float(tol), int(max_iter))
+    p = _squarem(rows, counts.astype(float), float(tol), int(max_iter))
     return right[finite], np.cumsum(p[finite])
 
 
-@numba.njit(cache=True)
+def distinct_cover_rows(lower: np.ndarray, upper: np.ndarray, left: np.ndarray,
+                        right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of the cover matrix α_ik = 1[(l_k, r_k] ⊂ (L_i, U_i]] (as floats) and
+    how many observations share each; rows covering every interval (flat in the likelihood)
+    are left out. Lesions scanned on the same schedule share a row.
+
+    With sorted innermost intervals (the usual case) the intervals inside (L_i, U_i] are the
+    contiguous run first_i … last_i − 1 (left ends ≥ L_i: a suffix; right ends ≤ U_i: a
+    prefix), so the distinct rows are the distinct (first, last) pairs; otherwise (a last
+    right-censored interval starting before a finite one) the cover matrix is built."""
+    k = right.size
+    if np.all(np.diff(left) >= 0) and np.all(np.diff(right) >= 0):
+        first = np.searchsorted(left, lower, side="left")
+        last = np.searchsorted(right, upper, side="right")
+        keep = (last > first) & ((last - first) < k)
+        runs, counts = np.unique(first[keep] * (k + 1) + last[keep], return_counts=True)
+        cols = np.arange(k)
+        lo, hi = runs // (k + 1), runs % (k + 1)
+        rows = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
+    else:
+        cover = (lower[:, None] <= left[None, :]) & (right[None, :] <= upper[:, None])
+        cover = cover[cover.sum(axis=1) < k]
+        rows, counts = np.unique(cover, axis=0, return_counts=True)
+    return np.ascontiguousarray(rows, dtype=float), counts
+
+
+@numba.njit(cache=True, nogil=True)
 def _em(a: np.ndarray, c: np.ndarray, n: float, p: np.ndarray) -> np.ndarray:
     """One self-consistency step p_k ← p_k Σ_i c_i α_ik / (n Σ_k' α_ik' p_k')."""
     return p * (a.T @ (c / (a @ p))) / n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _loglik(a: np.ndarray, c: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum(c * np.log(a @ p)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _squarem(a: np.ndarray, c: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
     """SQUAREM-accelerated EM of the rows ``a`` (distinct cover patterns) with counts ``c``."""
     n = c.sum()

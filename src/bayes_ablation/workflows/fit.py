@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,6 @@ import xarray as xr
 from bayes_ablation.core.console import interactive
 from bayes_ablation.core.provenance import (
     Stopwatch,
-    import_modules,
     process_age_seconds,
 )
 from bayes_ablation.data.lesions import LesionTable, read_lr_data
@@ -74,6 +74,41 @@ def prepare_outputs() -> None:
     ax.set_title("–")
     fig.canvas.draw()
     plt.close(fig)
+
+
+def concurrent_convergence(idata: xr.DataTree, thresholds: Any
+                           ) -> Callable[[], tuple[Any, float]]:
+    """Start the convergence diagnostics of ``idata`` (its posterior and sample stats as they
+    are now) in a thread; the returned function joins it and gives (report, seconds the
+    diagnostics took), or raises their error as if they had run there. The thread is gone
+    when it returns (the bundle's forked posterior writer needs a single-threaded process)."""
+    import threading
+
+    from bayes_ablation.inference import convergence
+
+    snapshot = xr.DataTree.from_dict({
+        name: idata[name].to_dataset() for name in ("posterior", "sample_stats")
+        if name in idata.children})
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        t0 = time.perf_counter()
+        try:
+            outcome["report"] = convergence.convergence(snapshot, thresholds)
+        except BaseException as exc:  # handed to the caller by wait()
+            outcome["error"] = exc
+        outcome["seconds"] = time.perf_counter() - t0
+
+    thread = threading.Thread(target=run, name="diagnostics", daemon=True)
+    thread.start()
+
+    def wait() -> tuple[Any, float]:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["report"], outcome["seconds"]
+
+    return wait
 
 
 def _tables(spec: AnalysisSpec, patients: TableLike | LesionTable | None,
@@ -128,8 +163,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         return fit_meta(spec, patients, progress=progress, cache_key=cache_key)
     from bayes_ablation.endpoints.build import build_model
     from bayes_ablation.endpoints.pfs.loglik import log_likelihood_group
-    from bayes_ablation.inference import convergence
-    from bayes_ablation.inference.sampling import sample
+    from bayes_ablation.inference.sampling import import_sampling_libraries, sample
     from bayes_ablation.survival.estimands import summarise
 
     started = time.perf_counter()
@@ -141,9 +175,8 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         from bayes_ablation.workflows.borrowing import prepare_borrowing
 
         prepared = prepare_borrowing(spec, prepared, external)
-    # the heavy libraries this analysis uses, imported up front so their cost is on record
-    heavy = ("pymc", "arviz", *(("nutpie",) if spec.sampler.backend == "nutpie" else ()))
-    imports_s = import_modules(heavy)
+    # the heavy libraries, imported up front so that their cost is on record (not as compile)
+    imports_s = import_sampling_libraries(spec.sampler.backend)
     clock = Stopwatch()
     logger.debug("fitting %s (%s, %s, %dx%d draws)", spec.name, spec.model,
                 spec.sampler.backend, spec.sampler.chains, spec.sampler.draws)
@@ -167,6 +200,10 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     if "cell" in idata.constant_data.dims:
         model_details["aggregated_cells"] = int(idata.constant_data.sizes["cell"])
 
+    # the gate's chain statistics need only the draws: computed in a thread (NumPy releases
+    # the GIL in its sorts and FFTs; the estimand and check kernels are compiled ``nogil``)
+    # while this thread computes the estimands and checks — on a second core, for free
+    diagnostics = concurrent_convergence(idata, spec.diagnostics)
     with clock("log_likelihood"):
         if log_likelihood and ep.pointwise_loglik:
             group, notes = (log_likelihood_group(idata, spec, max_values=None)
@@ -179,18 +216,19 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         estimands = ep.estimands(idata, spec)
         table = summarise(estimands, spec.estimands.interval_prob)
         probs = ep.probabilities(estimands)
-    with clock("diagnostics"):
-        report = convergence.convergence(idata, spec.diagnostics)
     checks: dict[str, xr.Dataset] = {}
     with clock("posterior_predictive"):
         if run_ppc and ep.checks is not None:
             checks = ep.checks(idata, spec, prepared, ppc_draws, spec.sampler.seed)
+    with clock("diagnostics_wait"):
+        report, diagnostics_s = diagnostics()
+    clock.seconds["diagnostics"] = diagnostics_s
 
     stages = clock.seconds
     timings = {"process_start_to_fit": process_age_at_fit, "imports": imports_s,
                "build_model": stages["build_model"], **sampling_timings(sampled),
-               **{k: stages[k] for k in ("estimands", "diagnostics", "posterior_predictive",
-                                         "log_likelihood")},
+               **{k: stages[k] for k in ("estimands", "diagnostics", "diagnostics_wait",
+                                         "posterior_predictive", "log_likelihood")},
                "fit_total": time.perf_counter() - started}
     provenance = sampled_provenance(spec, prepared.provenance, sampled, timings)
     describe_self(idata, spec, provenance)

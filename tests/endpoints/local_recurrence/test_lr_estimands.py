@@ -212,6 +212,40 @@ def test_accelerated_turnbull_reaches_the_plain_em_npmle(seed):
     np.testing.assert_allclose(fast, _plain_em_turnbull(lower, upper, grid), atol=1e-6)
 
 
+def _row_counts(rows, counts):
+    return sorted((tuple(r.astype(int)), int(c)) for r, c in zip(rows, counts, strict=True))
+
+
+@pytest.mark.parametrize("case", ["scheduled", "exact_and_censored", "censored_before_last"])
+def test_distinct_cover_rows_are_those_of_the_cover_matrix(case):
+    from bayes_ablation.survival.turnbull import distinct_cover_rows, innermost_intervals
+
+    rng = np.random.default_rng(11)
+    if case == "scheduled":
+        les = simulate_lr_trial(seed=4).lesions
+        lower = les["lr_lower_months"].to_numpy()
+        upper = les["lr_upper_months"].fillna(np.inf).to_numpy()
+    elif case == "exact_and_censored":
+        t = rng.exponential(10, 200)
+        c = rng.uniform(0, 30, 200)
+        lower = np.where(t <= c, t - 1e-7, c)
+        upper = np.where(t <= c, t, np.inf)
+    else:  # right-censored at 5, events later: the last innermost interval starts before
+        lower = np.array([5.0, 10.0, 11.0, 2.0, 5.0])   # finite ones (unsorted intervals)
+        upper = np.array([np.inf, 12.0, 14.0, 3.0, np.inf])
+    left, right = innermost_intervals(lower, upper)
+    sorted_intervals = bool(np.all(np.diff(left) >= 0))
+    if case != "exact_and_censored":   # scheduled: the fast path; the other: the general one
+        assert sorted_intervals == (case == "scheduled")
+    cover = (lower[:, None] <= left[None, :]) & (right[None, :] <= upper[:, None])
+    cover = cover[cover.sum(axis=1) < right.size]
+    expected = np.unique(cover, axis=0, return_counts=True)
+    got = distinct_cover_rows(lower, upper, left, right)
+    assert got[0].dtype == float
+    assert _row_counts(*got) == _row_counts(*expected)
+    assert int(got[1].sum()) == cover.shape[0]
+
+
 def test_innermost_intervals_follow_turnbulls_definition():
     from bayes_ablation.survival.turnbull import innermost_intervals
 

@@ -287,7 +287,7 @@ def cohort_cif(idata: Any, post: xr.Dataset, spec: AnalysisSpec, times: np.ndarr
     return out
 
 
-def _same_offsets(a: xr.DataArray, b: xr.DataArray) -> bool:
+def same_offsets(a: xr.DataArray, b: xr.DataArray) -> bool:
     """Whether two lesion targets have the same offsets and pattern weights (same CIF)."""
     return (a.dims == b.dims and a.shape == b.shape
             and np.array_equal(np.asarray(a.attrs["weights"]), np.asarray(b.attrs["weights"]))
@@ -304,7 +304,7 @@ def compute_lr_estimands(idata: Any, spec: AnalysisSpec, max_patterns: int = MAX
     by_target: list[xr.DataArray] = []
     for target in LESION_TARGETS:
         same = [i for i, done in enumerate(LESION_TARGETS[:len(by_target)])
-                if _same_offsets(offsets[done], offsets[target])]
+                if same_offsets(offsets[done], offsets[target])]
         if same:  # e.g. no lesion covariates: the reference lesion is the standardised one
             by_target.append(by_target[same[0]])
             continue

@@ -147,8 +147,12 @@ def lr_figures(result: AnalysisResult, population: str = "average_site") -> list
     targets = elr.target_offsets(post, cdata)
     offsets = {"reference lesion": targets["reference"],
                "observed lesion mix (standardised)": targets["standardised"]}
-    panels = {title: elr.lr_cif(post, spec, grid, off, population)
-              for title, off in offsets.items()}
+    panels: dict[str, xr.DataArray] = {}
+    for title, off in offsets.items():
+        same = [t for t in panels if elr.same_offsets(offsets[t], off)]
+        # no lesion covariates: the reference lesion is the standardised one (one CIF)
+        panels[title] = panels[same[0]] if same else elr.lr_cif(post, spec, grid, off,
+                                                                 population)
     lesions, patients = surveillance_tables(result, t_max)
     figures = [FigureSpec("cif_lr", "lr_cif", {
         "panels": panels, "death_free": elr.death_survival(post, grid, spec), "grid": grid,
