@@ -240,7 +240,7 @@ def test_numbers_at_risk_agree_with_lifelines():
 def test_per_site_check_is_small_multiples_at_most_four_a_row():
     import xarray as xr
 
-    from bayes_ablation.report.plots import plt, ppc_coverage, ppc_km_sites
+    from bayes_ablation.report.plots import close_figure, ppc_coverage, ppc_km_sites
 
     sites = [f"S{i:02d}" for i in range(1, 10)]
     groups = [f"{s} | {a}" for s in sites for a in ("post", "peri")]
@@ -258,11 +258,11 @@ def test_per_site_check_is_small_multiples_at_most_four_a_row():
     assert len({round(ax.get_position().x0, 3) for ax in panels}) <= 4
     assert all(ax.title.get_fontsize() >= 10 for ax in panels)
     assert panels[0].get_title() == "Site S01: in band 80% / 81%"
-    plt.close(fig)
+    close_figure(fig)
     fig = ppc_coverage(ppc)
     rows = {t.get_text(): t.get_position()[1] for t in fig.axes[0].get_yticklabels()}
     assert len(rows) == len(sites) and rows["Site S01"] > rows["Site S09"]   # S01 on top
-    plt.close(fig)
+    close_figure(fig)
 
 
 def _browser() -> str | None:

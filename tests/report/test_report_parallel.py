@@ -9,9 +9,9 @@ import numpy as np
 
 
 def _figure(i: int):
-    from bayes_ablation.report.plots import plt
+    from bayes_ablation.report.plots import subplots
 
-    fig, ax = plt.subplots(figsize=(2, 1.5))
+    fig, ax = subplots(figsize=(2, 1.5))
     ax.plot(np.arange(10) * (i + 1))
     ax.set_title(f"figure {i}")
     return fig

@@ -105,12 +105,17 @@ def check_destination(out: str | Path, force: bool) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a single file atomically (temporary file in the same folder, then rename)."""
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a single file atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
     tmp = temporary_sibling(path)
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         fault_point("file-written")
         os.replace(tmp, path)
     except BaseException:

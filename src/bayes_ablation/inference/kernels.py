@@ -154,16 +154,27 @@ def _pymc_point_function(model: Any) -> Any:
                                  default_strategy="support_point", return_transformed=True)
 
 
-def _flat_initial_points(fn: Any, names: list[str]) -> Any:
+def _flat_initial_points(fn: Any, names: list[str], seen: dict[Any, np.ndarray] | None = None
+                         ) -> Any:
+    """``fn``'s points as flat float64 vectors; each one also filed in ``seen`` by its seed
+    (what a fit record keeps, :mod:`bayes_ablation.inference.fit_records`)."""
     lock = threading.Lock()
 
     @wraps(fn)
     def flat(seed: Any = None) -> np.ndarray:
         with lock:
             point = fn(seed)
-        return np.ascontiguousarray(np.concatenate([np.ravel(point[k]).astype("float64")
-                                                    for k in names]))
+        out = np.ascontiguousarray(np.concatenate([np.ravel(point[k]).astype("float64")
+                                                   for k in names]))
+        if seen is not None:
+            seen[seed_key(seed)] = out.copy()
+        return out
     return flat
+
+
+def seed_key(seed: Any) -> str:
+    """A recorded initial point's key: the seed nutpie asked for, as text."""
+    return repr(seed if not isinstance(seed, np.integer) else int(seed))
 
 
 def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
@@ -183,16 +194,24 @@ def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
 
 
 def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
-                 point_function: Any = None) -> Any:
-    """A ``nutpie`` compiled model that calls the cached kernel."""
+                 point_function: Any = None, seen: dict[Any, np.ndarray] | None = None) -> Any:
+    """A ``nutpie`` compiled model that calls the cached kernel (initial points filed in
+    ``seen`` by seed)."""
+    point_function = point_function or _pymc_point_function(model)
+    dims, coords = _dims_and_coords(model, plan)
+    flat = _flat_initial_points(point_function, plan.names[:len(model.free_RVs)], seen)
+    return compiled_kernel_model(plan, buf, cfuncs, dims, coords, flat)
+
+
+def compiled_kernel_model(plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
+                          dims: dict, coords: dict, initial_points: Any) -> Any:
+    """nutpie's compiled-model object around the kernel's cfuncs, its data buffer and a
+    function seed → flat initial point (no PyMC needed)."""
     from bayes_ablation.inference.nutpie_import import nutpie_module
 
     nutpie_module()   # ArviZ deferred
     from nutpie.compile_pymc import CompiledPyMCModel
 
-    point_function = point_function or _pymc_point_function(model)
-
-    dims, coords = _dims_and_coords(model, plan)
     bounds = np.cumsum([0, *[math.prod(s) for s in plan.shapes]])
     shape_info = (list(plan.names), [slice(int(a), int(b)) for a, b in pairwise(bounds)],
                   [tuple(s) for s in plan.shapes])
@@ -200,9 +219,7 @@ def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[An
         _n_dim=plan.n_dim, dims=dims, _coords=coords,
         _shapes={n: tuple(s) for n, s in zip(plan.names, plan.shapes, strict=True)},
         compiled_logp_func=cfuncs[0], compiled_expand_func=cfuncs[1],
-        initial_point_func=_flat_initial_points(point_function,
-                                                plan.names[:len(model.free_RVs)]),
-        shared_data={},
+        initial_point_func=initial_points, shared_data={},
         shared_var_keys={}, user_data=buf, n_expanded=plan.n_expanded, shape_info=shape_info,
         logp_func=None, expand_func=None, reparameterized_names=list(plan.reparameterized))
 
@@ -231,9 +248,9 @@ def check_cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
-    """SHA-256 of every Python file of the package and the versions of :data:`CHECK_LIBRARIES`
-    (their ``__version__``: imported by the time a kernel is checked)."""
-    import importlib
+    """SHA-256 of every Python file of the package and the installed versions of
+    :data:`CHECK_LIBRARIES`."""
+    from importlib import metadata
 
     import bayes_ablation
 
@@ -242,8 +259,8 @@ def _code_digest() -> str:
     for path in sorted(package.rglob("*.py")):
         h.update(str(path.relative_to(package)).encode())
         h.update(path.read_bytes())
-    for name in CHECK_LIBRARIES:
-        h.update(f"{name}={importlib.import_module(name).__version__}".encode())
+    for name in CHECK_LIBRARIES:   # installed versions (nothing imported for this)
+        h.update(f"{name}={metadata.version(name)}".encode())
     return h.hexdigest()
 
 
@@ -291,12 +308,15 @@ _CHECKED: dict[Any, float] = {}
 _LOADED: dict[int, tuple[Any, Any]] = {}
 
 
-def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple[Any, dict]:
+def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None,
+                 record: dict[str, Any] | None = None) -> tuple[Any, dict]:
     """A checked, cache-compiled nutpie model for ``model``, and facts for provenance.
 
     Raises :class:`KernelUnavailable` (with the reason) when no kernel applies or the check
     fails. ``cache_key`` (a model-structure key) skips the re-check of a structure already
     checked in this process; the data are always the model's current ``pm.Data`` values.
+    ``record``: filled with what the fit took from the PyMC model (plan, buffer, dims and
+    coords, and — as nutpie asks for them — initial points by seed), for a fit record.
     """
     import time
 
@@ -331,7 +351,12 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None) -> tuple
         if key is not None:
             _CHECKED[key] = worst
     t3 = time.perf_counter()
-    compiled = nutpie_model(model, plan, buf, cfuncs, point_function)
+    seen: dict[Any, np.ndarray] = {}
+    compiled = nutpie_model(model, plan, buf, cfuncs, point_function, seen)
+    if record is not None:
+        dims, coords = _dims_and_coords(model, plan)
+        record.update(plan=plan, buffer=buf, dims=dims, coords=coords, initial_points=seen,
+                      check_max_rel_error=worst, n_free=len(model.free_RVs))
     facts = {"logp_kernel": f"numba cached ({plan.family})",
              "kernel_loaded_from_disk_cache": from_disk,
              # nothing compiled for this fit: machine code from disk or already in memory

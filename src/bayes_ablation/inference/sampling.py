@@ -27,15 +27,17 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from bayes_ablation.errors import SamplingError
 from bayes_ablation.inference.nutpie_import import nutpie_module
 from bayes_ablation.spec.plan import AnalysisSpec, SamplerSpec
+
+if TYPE_CHECKING:   # PyMC is imported where a model is built or sampled by PyMC
+    import pymc as pm
 
 _COMPILED: dict[Any, Any] = {}
 
@@ -65,11 +67,14 @@ def _structure_key(model: pm.Model, cache_key: Any) -> Any:
     return (cache_key, sizes)
 
 
-def import_sampling_libraries(backend: str) -> float:
-    """Import PyMC and, for ``backend='nutpie'``, nutpie (with ArviZ deferred:
+def import_sampling_libraries(backend: str, pymc: bool = True) -> float:
+    """Import PyMC (unless ``pymc=False``: a fit from a record) and, for
+    ``backend='nutpie'``, nutpie (with ArviZ deferred:
     :mod:`bayes_ablation.inference.nutpie_import`); the seconds it took (recorded as the
     fit's ``imports``, so that they are not booked as compile time)."""
     start = time.perf_counter()
+    if pymc:
+        import pymc as pm  # noqa: F401
     if backend == "nutpie":
         nutpie_module()
     return time.perf_counter() - start
@@ -100,19 +105,24 @@ def compiled_nutpie_model(model: pm.Model, cache_key: Any = None) -> tuple[Any, 
     return compiled, time.perf_counter() - start, False
 
 
-def _relabel(idata: xr.DataTree, model: pm.Model) -> None:
-    """Give the posterior this model's coordinate labels: a cached compiled model swaps in new
-    data but keeps the labels of the model it was compiled from (site names, arm names,
+def model_coords(model: pm.Model) -> dict[str, list[Any]]:
+    """The model's coordinate labels (dims without labels left out)."""
+    return {k: list(v) for k, v in model.coords.items() if v is not None}
+
+
+def _relabel(idata: xr.DataTree, coords: dict[str, list[Any]]) -> None:
+    """Give the posterior these coordinate labels (the model's): a cached compiled model swaps
+    in new data but keeps the labels of the model it was compiled from (site names, arm names,
     interval labels of other data)."""
     post = idata.posterior.to_dataset()
-    labels = {k: list(v) for k, v in model.coords.items()
-              if v is not None and k in post.dims and len(v) == post.sizes[k]}
+    labels = {k: v for k, v in coords.items() if k in post.dims and len(v) == post.sizes[k]}
     idata["posterior"] = post.assign_coords(labels)
 
 
-def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
-    """Attach ``observed_data`` and ``constant_data`` groups (nutpie returns neither; every
-    ``pm.Data`` is in ``constant_data``, also those PyMC files under observed data)."""
+def data_groups(model: pm.Model) -> tuple[xr.Dataset, xr.Dataset]:
+    """(``constant_data``, ``observed_data``) of ``model``: every ``pm.Data`` is in
+    ``constant_data`` (also those PyMC files under observed data), the observed values of the
+    likelihood terms in ``observed_data``."""
     dims = model.named_vars_to_dims
     constant = {}
     for var in model.data_vars:
@@ -132,23 +142,36 @@ def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
         used = {d for v in variables.values() for d in v.dims}
         return {k: list(v) for k, v in model.coords.items() if k in used and v is not None}
 
+    return (xr.Dataset(constant, coords=coords_for(constant)),
+            xr.Dataset(observed, coords=coords_for(observed)))
+
+
+def attach_data_groups(idata: xr.DataTree, constant: xr.Dataset, observed: xr.Dataset
+                       ) -> xr.DataTree:
+    """Attach ``constant_data`` and ``observed_data`` (nutpie returns neither; PyMC's own
+    ``constant_data`` leaves out data used as observed values, e.g. ``time_months``: added)."""
     if "constant_data" not in idata.children:
-        idata["constant_data"] = xr.Dataset(constant, coords=coords_for(constant))
-    else:  # PyMC's own group leaves out data used as observed values (e.g. ``time_months``)
+        idata["constant_data"] = constant
+    else:
         have = idata.constant_data.to_dataset()
-        missing = {k: v for k, v in constant.items() if k not in have}
+        missing = [k for k in constant.data_vars if k not in have]
         if missing:
-            idata["constant_data"] = have.merge(xr.Dataset(missing,
-                                                           coords=coords_for(missing)))
+            idata["constant_data"] = have.merge(constant[missing])
     if "observed_data" not in idata.children:
-        idata["observed_data"] = xr.Dataset(observed, coords=coords_for(observed))
+        idata["observed_data"] = observed
     return idata
+
+
+def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
+    """Attach the ``constant_data`` and ``observed_data`` groups of ``model``
+    (:func:`data_groups`)."""
+    return attach_data_groups(idata, *data_groups(model))
 
 
 def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
            cache_key: Any = None, cores: int | None = None, spec: AnalysisSpec | None = None,
-           logp_kernel: str = "auto", while_sampling: Callable[[], Any] | None = None
-           ) -> SamplingResult:
+           logp_kernel: str = "auto", while_sampling: Callable[[], Any] | None = None,
+           record_digest: str | None = None) -> SamplingResult:
     """Draw from the posterior of ``model`` with the spec's sampler settings.
 
     ``backend='nutpie'``: with ``spec`` given and ``logp_kernel='auto'``, nutpie samples with
@@ -159,7 +182,9 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
     called once while nutpie's threads sample (preparation work that needs no draws, using
     the interpreter while it would otherwise wait); its errors are ignored.
     ``settings.adaptation`` (mass matrix) applies to nutpie; PyMC's NUTS always adapts a
-    diagonal one (recorded as such).
+    diagonal one (recorded as such). ``record_digest``: after a cached-kernel fit, what it
+    took from the PyMC model is recorded under this digest
+    (:mod:`bayes_ablation.inference.fit_records`; :func:`sample_recorded` reads it).
     """
     if logp_kernel not in ("auto", "pytensor"):
         raise ValueError(f"logp_kernel must be 'auto' or 'pytensor', got {logp_kernel!r}")
@@ -173,7 +198,7 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
         if spec is not None and logp_kernel == "auto":
             try:
                 return _sample_kernel(model, spec, settings, progress, cache_key, cores, common,
-                                      while_sampling)
+                                      while_sampling, record_digest)
             except Exception as exc:
                 kernel_reason = f"{type(exc).__name__}: {exc}"
         try:
@@ -208,15 +233,57 @@ def _nutpie_draws(compiled: Any, settings: SamplerSpec, progress: bool, cores: i
 
 def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, progress: bool,
                    cache_key: Any, cores: int, common: dict[str, Any],
-                   while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
+                   while_sampling: Callable[[], Any] | None = None,
+                   record_digest: str | None = None) -> SamplingResult:
     from bayes_ablation.inference.kernels import kernel_model
 
     start = time.perf_counter()
-    compiled, facts = kernel_model(model, spec, cache_key)
+    record: dict[str, Any] = {}
+    compiled, facts = kernel_model(model, spec, cache_key, record)
     compile_s = time.perf_counter() - start
     idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
-    _relabel(idata, model)
-    add_data_groups(idata, model)
+    coords = model_coords(model)
+    constant, observed = data_groups(model)
+    _relabel(idata, coords)
+    attach_data_groups(idata, constant, observed)
+    if record_digest is not None:
+        from bayes_ablation.inference.fit_records import save_record
+
+        save_record(record_digest, {**record, "model_coords": coords,
+                                    "constant_data": constant, "observed_data": observed})
+        facts["model_record"] = f"recorded (sha256 {record_digest[:16]})"
+    return SamplingResult(idata=idata, sampler="nutpie", settings=common,
+                          timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
+                                   "compile_cache_hit": float(facts["kernel_cache_hit"])},
+                          details=facts)
+
+
+def sample_recorded(record: dict[str, Any], spec: AnalysisSpec, *, build: Callable[[], Any],
+                    progress: bool = False, cores: int | None = None,
+                    while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
+    """Draw as :func:`sample` does through the cached kernel, from a fit record
+    (:mod:`bayes_ablation.inference.fit_records`): no PyMC model unless ``build`` is needed
+    for an initial point the record lacks. If anything fails, the PyMC model is built and
+    :func:`sample` runs as without a record (the reason is recorded)."""
+    from bayes_ablation.inference.fit_records import recorded_model
+
+    settings = spec.sampler
+    cores = cores or min(settings.chains, os.cpu_count() or 1)
+    common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
+              "adaptation": settings.adaptation}
+    try:
+        start = time.perf_counter()
+        compiled, facts = recorded_model(record, spec, build)
+        compile_s = time.perf_counter() - start
+        idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
+    except Exception as exc:
+        result = sample(build(), settings, progress=progress, cores=cores, spec=spec,
+                        while_sampling=while_sampling)
+        result.details["model_record"] = f"not usable ({type(exc).__name__}: {exc})"
+        return result
+    _relabel(idata, record["model_coords"])
+    attach_data_groups(idata, record["constant_data"], record["observed_data"])
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
                                    "compile_cache_hit": float(facts["kernel_cache_hit"])},
@@ -228,7 +295,7 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache
                    while_sampling: Callable[[], Any] | None = None) -> SamplingResult:
     compiled, compile_s, hit = compiled_nutpie_model(model, cache_key)
     idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
-    _relabel(idata, model)
+    _relabel(idata, model_coords(model))
     add_data_groups(idata, model)
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
@@ -238,6 +305,8 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSpec, progress: bool, cache
 
 def _sample_pymc(model: pm.Model, settings: SamplerSpec, progress: bool, cores: int,
                  common: dict[str, Any]) -> SamplingResult:
+    import pymc as pm
+
     start = time.perf_counter()
     try:
         with model, warnings.catch_warnings():

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from bayes_ablation.report.plots import color, margins, plt
+from bayes_ablation.report.plots import color, margins, subplots
 
 _ORDER = ("prior", "external", "internal", "posterior")
 
@@ -15,7 +15,7 @@ _ORDER = ("prior", "external", "internal", "posterior")
 def side_by_side(grid: np.ndarray, densities: Mapping[str, np.ndarray], target: str,
                  method: str) -> Figure:
     """The four densities of the borrowing target on one axis."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     for i, name in enumerate(_ORDER):
         if name in densities:
             ax.plot(grid, densities[name], color=color(i), lw=2.0 if name == "posterior" else 1.3,

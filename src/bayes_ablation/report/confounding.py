@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bayes_ablation.report.plots import _label_inches, color, margins, plt
+from bayes_ablation.report.plots import Line2D, _label_inches, color, margins, subplots
 
 
 def propensity_overlap(propensity: Mapping[str, np.ndarray],
@@ -17,7 +17,7 @@ def propensity_overlap(propensity: Mapping[str, np.ndarray],
                        title: str = "Propensity score by arm") -> Figure:
     """Mirrored histograms of the propensity (P(treatment arm | covariates, site)): the
     first arm above the axis, the second below; the overlap bounds dashed."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     bins = np.linspace(0, 1, 41)
     for i, (arm, e) in enumerate(propensity.items()):
         counts, edges = np.histogram(np.asarray(e, float), bins=bins)
@@ -43,7 +43,7 @@ def love_plot(balance: pd.DataFrame, threshold: float = 0.1,
     conventional 0.1 threshold."""
     names = list(balance["covariate"].astype(str))
     y = np.arange(len(names))[::-1]
-    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(names) + 1.3))
+    fig, ax = subplots(figsize=(6.5, 0.32 * len(names) + 1.3))
     ax.plot(np.abs(balance["smd_unweighted"]), y, "o", mfc="none", color=color(1),
             label="unweighted")
     ax.plot(np.abs(balance["smd_overlap_weighted"]), y, "o", color=color(0),
@@ -78,7 +78,7 @@ def estimate_comparison(table: pd.DataFrame,
     quantities = list(dict.fromkeys(table["quantity"]))
     per_panel = {q: list(dict.fromkeys(table.loc[table["quantity"] == q, "row"]))
                  for q in quantities}
-    fig, axes = plt.subplots(len(quantities), 1, squeeze=False,
+    fig, axes = subplots(len(quantities), 1, squeeze=False,
                              figsize=(7.5, 0.3 * len(rows) + 0.9 * len(quantities) + 0.9),
                              gridspec_kw={"height_ratios": [len(per_panel[q]) + 0.8
                                                             for q in quantities]})
@@ -117,7 +117,7 @@ def bias_contour(grid: pd.DataFrame, hr_unadjusted: Mapping[str, float],
     med = g["hr_adjusted_median"].to_numpy().reshape(shape)
     favours = hr_unadjusted["median"] < 1
     limit = g["hr_adjusted_upper" if favours else "hr_adjusted_lower"].to_numpy().reshape(shape)
-    fig, ax = plt.subplots(figsize=(6.8, 5))
+    fig, ax = subplots(figsize=(6.8, 5))
     half = max(abs(np.log(med.min())), abs(np.log(med.max())), 0.05)
     levels = np.exp(np.linspace(-half, half, 15))        # log-symmetric: white at HR = 1
     cs = ax.contourf(dp, hr_u, med, levels=levels, cmap="RdBu_r")
@@ -127,11 +127,11 @@ def bias_contour(grid: pd.DataFrame, hr_unadjusted: Mapping[str, float],
     handles = []
     if med.min() < 1 < med.max():
         ax.contour(dp, hr_u, med, levels=[1.0], colors="black", linewidths=1.5)
-        handles.append(plt.Line2D([], [], color="black", lw=1.5, label="median HR = 1"))
+        handles.append(Line2D([], [], color="black", lw=1.5, label="median HR = 1"))
     if limit.min() < 1 < limit.max():
         ax.contour(dp, hr_u, limit, levels=[1.0], colors="black", linewidths=1.2,
                    linestyles="--")
-        handles.append(plt.Line2D([], [], color="black", lw=1.2, ls="--",
+        handles.append(Line2D([], [], color="black", lw=1.2, ls="--",
                                   label=f"{interval_prob:.0%} CrI reaches 1"))
     ax.plot([0], [1], "k+", ms=10)
     ax.set_yscale("log")

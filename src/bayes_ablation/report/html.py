@@ -80,7 +80,7 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 def figure_bytes(fig: Figure, dpi: int = 110, formats: Sequence[str] = ("png",)
                  ) -> dict[str, bytes]:
     """``fig`` saved in each of ``formats`` (``png``, ``svg``, ``pdf``); closed afterwards."""
-    from bayes_ablation.report.plots import plt
+    from bayes_ablation.report.plots import close_figure
 
     out = {}
     try:
@@ -92,7 +92,7 @@ def figure_bytes(fig: Figure, dpi: int = 110, formats: Sequence[str] = ("png",)
             fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
             out[fmt] = buf.getvalue()
     finally:
-        plt.close(fig)
+        close_figure(fig)
     return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from bayes_ablation.endpoints.local_recurrence.checks import CHECK_TITLES
-from bayes_ablation.report.plots import color, plt
+from bayes_ablation.report.plots import color, new_figure, subplots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,7 +31,7 @@ def cif_figure(panels: Mapping[str, xr.DataArray], death_free: xr.DataArray, gri
     tables = under_surveillance is not None
     n_rows = len(under_surveillance["counts"]) if tables else 0
     table_h = 0.24 * n_rows + 0.5 if tables else 0.0
-    fig = plt.figure(figsize=(13, 4.2 + table_h))
+    fig = new_figure(figsize=(13, 4.2 + table_h))
     gs = fig.add_gridspec(2 if tables else 1, ncols,
                           height_ratios=[3.4, table_h] if tables else [1])
     axes = [fig.add_subplot(gs[0, k]) for k in range(ncols)]
@@ -79,7 +79,7 @@ def counts_figure(checks: Mapping[str, xr.Dataset]) -> Figure:
     """Observed number of lesions with LR (black) against the posterior predictive band."""
     names = [n for n in CHECK_TITLES if n in checks]
     widths = [max(2, checks[n].sizes["group"]) for n in names]
-    fig, axes = plt.subplots(1, len(names), figsize=(3 + 0.55 * sum(widths), 3.8),
+    fig, axes = subplots(1, len(names), figsize=(3 + 0.55 * sum(widths), 3.8),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         ds = checks[name]
@@ -102,7 +102,7 @@ def counts_figure(checks: Mapping[str, xr.Dataset]) -> Figure:
 def incidence_check_figure(ds: xr.Dataset) -> Figure:
     """Turnbull NPMLE of the data (steps) against the band of the NPMLEs of replicated data."""
     groups = list(ds["group"].values)
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False,
+    fig, axes = subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False,
                              sharey=True)
     t = ds["time"].values
     for i, (ax, g) in enumerate(zip(axes[0], groups, strict=True)):

@@ -20,11 +20,11 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
                 title: str = "Forest plot: hazard ratio, experimental vs reference") -> Figure:
     """Each study's reported HR and interval (black square), its shrunken estimate θ_i (blue
     circle), the pooled HR e^μ (diamond) and the prediction interval for a new study (red)."""
-    from bayes_ablation.report.plots import color, plt
+    from bayes_ablation.report.plots import color, subplots
 
     lo_c, hi_c = interval_columns(table)
     k = len(studies)
-    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(10, 0.62 * k + 2.8), sharey=True,
+    fig, (ax, ax_t) = subplots(1, 2, figsize=(10, 0.62 * k + 2.8), sharey=True,
                                    gridspec_kw={"width_ratios": [3, 2], "wspace": 0.02})
     y_pos = np.arange(k)[::-1] + 2.5
     texts = []
@@ -87,11 +87,11 @@ def forest_plot(studies: pd.DataFrame, table: pd.DataFrame, interval_prob: float
 def sensitivity_plot(table: pd.DataFrame, densities: xr.Dataset | None,
                      interval_prob: float = 0.95) -> Figure:
     """Pooled and new-study HR (median, interval) under each τ prior, and τ's posteriors."""
-    from bayes_ablation.report.plots import color, plt
+    from bayes_ablation.report.plots import color, subplots
 
     n = len(table)
     ncols = 2 if densities is not None else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(11 if ncols == 2 else 6.5, 0.55 * n + 1.8),
+    fig, axes = subplots(1, ncols, figsize=(11 if ncols == 2 else 6.5, 0.55 * n + 1.8),
                              squeeze=False)
     ax = axes[0][0]
     y = np.arange(n)[::-1].astype(float)
@@ -134,9 +134,9 @@ def sensitivity_plot(table: pd.DataFrame, densities: xr.Dataset | None,
 
 def tau_plot(exact: xr.Dataset | None, tau_draws: np.ndarray | None) -> Figure:
     """Prior vs posterior of τ (exact), with the MCMC draws' histogram when there are draws."""
-    from bayes_ablation.report.plots import color, plt
+    from bayes_ablation.report.plots import color, subplots
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = subplots(figsize=(6.5, 3.8))
     if tau_draws is not None:
         ax.hist(tau_draws, bins=80, density=True, color=color(2), alpha=0.35,
                 label="MCMC draws")

@@ -24,10 +24,10 @@ def trajectory_figure(looks: Sequence[Any], design: Design) -> Figure:
     """P(HR < 1) and PPoS (± 2 MC SE) at each look, with the rules' thresholds; ``looks``:
     the ledger's look records (``cut_date``, ``look``, ``p_hr_lt_1``, ``ppos``, ``ppos_mcse``,
     ``decision``)."""
-    from bayes_ablation.report.plots import color, plt
+    from bayes_ablation.report.plots import color, subplots
 
     dates = [pd.Timestamp(r.cut_date) for r in looks]
-    fig, axes = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
+    fig, axes = subplots(2, 1, figsize=(7.5, 6), sharex=True)
     ax = axes[0]
     ax.plot(dates, [r.p_hr_lt_1 for r in looks], "o-", color=color(0), label="P(HR < 1)")
     for t in _rule_threshold(design, "efficacy", False):
@@ -63,9 +63,9 @@ def trajectory_figure(looks: Sequence[Any], design: Design) -> Figure:
 def oc_figure(summaries: dict[str, Any], n_looks: int) -> Figure:
     """Per scenario: cumulative probability of stopping for efficacy (or success at the final
     analysis) and for futility by analysis, and P(efficacy declared) (error bars: ± 2 MC SE)."""
-    from bayes_ablation.report.plots import color, plt
+    from bayes_ablation.report.plots import color, subplots
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
     x = np.arange(1, n_looks + 2)
     labels = [f"look {k}" for k in range(1, n_looks + 1)] + ["final"]
     for i, (name, s) in enumerate(summaries.items()):

@@ -5,18 +5,17 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
 from bayes_ablation.data.reconstruct import Reconstruction, kaplan_meier
-from bayes_ablation.report.plots import color, margins
+from bayes_ablation.report.plots import color, margins, subplots
 
 
 def reconstruction_overlay(rec: Reconstruction, arm: str) -> Figure:
     """Digitised points and the KM of the reconstructed IPD; numbers at risk (published /
     reconstructed) printed under the axis."""
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = subplots(figsize=(7, 5))
     t, s = kaplan_meier(rec.ipd["time_months"].to_numpy(), rec.ipd["event"].to_numpy())
     t_end = float(rec.ipd["time_months"].max())
     ax.step(np.append(t, t_end), np.append(s, s[-1]), where="post", color=color(0), lw=1.4,

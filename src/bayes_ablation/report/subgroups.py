@@ -9,7 +9,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-from bayes_ablation.report.plots import _label_inches, color, margins, plt
+from bayes_ablation.report.plots import _label_inches, color, margins, subplots
 
 #: candidate HR ticks of the log axis
 TICKS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
@@ -27,7 +27,7 @@ def subgroup_forest(hr_subgroup: xr.DataArray, hr: xr.DataArray, interval_prob: 
     treatments = [str(t) for t in hr_subgroup["treatment"].values]
     levels = [str(v) for v in hr_subgroup["subgroup_level"].values]
     labels = ["overall", *levels]
-    fig, axes = plt.subplots(1, len(treatments), figsize=(5.4 * len(treatments) + 1.8,
+    fig, axes = subplots(1, len(treatments), figsize=(5.4 * len(treatments) + 1.8,
                                                           0.34 * len(labels) + 1.4),
                              squeeze=False, sharey=True)
     y = np.arange(len(labels))[::-1]

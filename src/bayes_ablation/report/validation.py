@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bayes_ablation.report.plots import color, plt
+from bayes_ablation.report.plots import color, subplots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,7 +26,7 @@ VALIDATION_DPI = 80
 def _grid(n: int, width: float = 3.4, height: float = 2.7) -> tuple[Figure, np.ndarray]:
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+    fig, axes = subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                              squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -115,7 +115,7 @@ def zscore_contraction(records: Sequence[Mapping[str, Any]], parameters: Sequenc
 def coverage_plot(table: pd.DataFrame, levels: Sequence[float]) -> Figure:
     """Coverage of central intervals per parameter with ±2 MCSE bars; nominal as a tick."""
     n = len(table)
-    fig, ax = plt.subplots(figsize=(7, 0.55 * n * len(levels) + 1.2))
+    fig, ax = subplots(figsize=(7, 0.55 * n * len(levels) + 1.2))
     y = 0
     labels, ticks = [], []
     for i, level in enumerate(levels):

@@ -68,12 +68,27 @@ def prepare_outputs() -> None:
     xr.DataArray(np.zeros(1), dims="x").to_dataset(name="x")
     import h5netcdf  # noqa: F401  (the bundle's posterior writer)
 
-    from bayes_ablation.report.plots import plt
+    from bayes_ablation.report.plots import close_figure, subplots
 
-    fig, ax = plt.subplots(figsize=(1, 1))
+    fig, ax = subplots(figsize=(1, 1))
     ax.set_title("–")
     fig.canvas.draw()
-    plt.close(fig)
+    close_figure(fig)
+
+
+def recorded_fit(spec: AnalysisSpec, prepared: Prepared) -> tuple[str | None, dict | None]:
+    """(digest, record) of a cached-kernel fit of ``spec`` on these data
+    (:mod:`bayes_ablation.inference.fit_records`): the record when an earlier process wrote
+    one, the digest to write it under otherwise; (None, None) when the fit cannot use the
+    family's cached kernel (another backend, no kernel, data carrying their own builder)."""
+    from bayes_ablation.endpoints.registry import family
+    from bayes_ablation.inference import fit_records
+
+    if (spec.sampler.backend != "nutpie" or family(spec.model).kernel is None
+            or getattr(prepared.model_data, "model_builder", None) is not None):
+        return None, None
+    digest = fit_records.record_digest(spec, prepared.model_data)
+    return digest, (fit_records.load_record(digest) if digest is not None else None)
 
 
 def concurrent_convergence(idata: xr.DataTree, thresholds: Any
@@ -163,7 +178,11 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         return fit_meta(spec, patients, progress=progress, cache_key=cache_key)
     from bayes_ablation.endpoints.build import build_model
     from bayes_ablation.endpoints.pfs.loglik import log_likelihood_group
-    from bayes_ablation.inference.sampling import import_sampling_libraries, sample
+    from bayes_ablation.inference.sampling import (
+        import_sampling_libraries,
+        sample,
+        sample_recorded,
+    )
     from bayes_ablation.survival.estimands import summarise
 
     started = time.perf_counter()
@@ -175,16 +194,23 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         from bayes_ablation.workflows.borrowing import prepare_borrowing
 
         prepared = prepare_borrowing(spec, prepared, external)
+    # a cached-kernel fit recorded by an earlier process: no PyMC model is built
+    digest, record = recorded_fit(spec, prepared)
     # the heavy libraries, imported up front so that their cost is on record (not as compile)
-    imports_s = import_sampling_libraries(spec.sampler.backend)
+    imports_s = import_sampling_libraries(spec.sampler.backend, pymc=record is None)
     clock = Stopwatch()
     logger.debug("fitting %s (%s, %s, %dx%d draws)", spec.name, spec.model,
                 spec.sampler.backend, spec.sampler.chains, spec.sampler.draws)
-    with clock("build_model"):
-        model = build_model(spec, prepared.model_data)
-    key = compiled_model_key(spec, cache_key, *prepared.compile_extra)
-    sampled = sample(model, spec.sampler, progress=progress, cache_key=key, spec=spec,
-                     while_sampling=prepare_outputs)
+    if record is not None:
+        clock.seconds["build_model"] = 0.0
+        sampled = sample_recorded(record, spec, progress=progress, while_sampling=prepare_outputs,
+                                  build=lambda: build_model(spec, prepared.model_data))
+    else:
+        with clock("build_model"):
+            model = build_model(spec, prepared.model_data)
+        key = compiled_model_key(spec, cache_key, *prepared.compile_extra)
+        sampled = sample(model, spec.sampler, progress=progress, cache_key=key, spec=spec,
+                         while_sampling=prepare_outputs, record_digest=digest)
     idata = sampled.idata
     if spec.borrowing is not None:  # draws of what the sampler integrated out
         from bayes_ablation.endpoints.borrowing.precision import complete_posterior

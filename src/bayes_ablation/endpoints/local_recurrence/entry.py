@@ -18,11 +18,27 @@ import xarray as xr
 from bayes_ablation.data.lesions import LesionTable
 from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.local_recurrence import checks as lr_checks_module
-from bayes_ablation.endpoints.local_recurrence import estimands, model
+from bayes_ablation.endpoints.local_recurrence import estimands
 from bayes_ablation.endpoints.local_recurrence.sbc import ADAPTER_PWE, ADAPTER_WEIBULL
 from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
 from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
+
+
+def _build_lr_weibull(spec: AnalysisSpec, data: Any, **kwargs: Any) -> Any:
+    """:func:`bayes_ablation.endpoints.local_recurrence.model.build_lr_weibull_model` (PyMC
+    imported here: a fit from a record needs no model)."""
+    from bayes_ablation.endpoints.local_recurrence import model
+
+    return model.build_lr_weibull_model(spec, data, **kwargs)
+
+
+def _build_lr_pwe(spec: AnalysisSpec, data: Any, **kwargs: Any) -> Any:
+    """:func:`bayes_ablation.endpoints.local_recurrence.model.build_lr_pwe_model` (PyMC
+    imported here)."""
+    from bayes_ablation.endpoints.local_recurrence import model
+
+    return model.build_lr_pwe_model(spec, data, **kwargs)
 
 
 def _lr_cfuncs() -> tuple[Any, Any]:
@@ -39,9 +55,9 @@ def _lr_kernel() -> KernelParts:
 
 
 LR_WEIBULL = Family(name="lr_weibull", endpoint="local_recurrence",
-                    build=model.build_lr_weibull_model, kernel=_lr_kernel(),
+                    build=_build_lr_weibull, kernel=_lr_kernel(),
                     sbc_adapter=ADAPTER_WEIBULL)
-LR_PWE = Family(name="lr_pwe", endpoint="local_recurrence", build=model.build_lr_pwe_model,
+LR_PWE = Family(name="lr_pwe", endpoint="local_recurrence", build=_build_lr_pwe,
                 kernel=_lr_kernel(), sbc_adapter=ADAPTER_PWE)
 
 #: the LR checks' replicated data sets (at least this many, whatever the caller asks)

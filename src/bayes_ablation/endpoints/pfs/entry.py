@@ -14,12 +14,27 @@ import xarray as xr
 
 from bayes_ablation.data.schema import PatientTable, covariate_coding
 from bayes_ablation.endpoints.pfs import checks as pfs_checks
-from bayes_ablation.endpoints.pfs import estimands, loglik, model, predictive
+from bayes_ablation.endpoints.pfs import estimands, loglik, predictive
 from bayes_ablation.endpoints.pfs.sbc import ADAPTER as WEIBULL_ADAPTER
 from bayes_ablation.endpoints.pfs.sbc_pwe import ADAPTER as PWE_ADAPTER
 from bayes_ablation.endpoints.registry import Endpoint, Family, KernelParts, Prepared
 from bayes_ablation.errors import InputError
 from bayes_ablation.spec.plan import AnalysisSpec
+
+
+def _build_weibull(spec: AnalysisSpec, data: Any, **kwargs: Any) -> Any:
+    """:func:`bayes_ablation.endpoints.pfs.model.build_weibull_model` (PyMC imported here:
+    a fit from a record needs no model)."""
+    from bayes_ablation.endpoints.pfs import model
+
+    return model.build_weibull_model(spec, data, **kwargs)
+
+
+def _build_pwe(spec: AnalysisSpec, data: Any, **kwargs: Any) -> Any:
+    """:func:`bayes_ablation.endpoints.pfs.model.build_pwe_model` (PyMC imported here)."""
+    from bayes_ablation.endpoints.pfs import model
+
+    return model.build_pwe_model(spec, data, **kwargs)
 
 
 def _weibull_cfuncs() -> tuple[Any, Any]:
@@ -48,14 +63,14 @@ def _pwe_kernel() -> KernelParts:
 
 
 WEIBULL = Family(
-    name="weibull", endpoint="pfs", build=model.build_weibull_model,
+    name="weibull", endpoint="pfs", build=_build_weibull,
     log_cumhaz=estimands.weibull_log_cumhaz,
     simulate_event_times=predictive.weibull_event_times,
     patient_loglik=loglik.weibull_patient_loglik,
     kernel=_weibull_kernel(), sbc_adapter=WEIBULL_ADAPTER)
 
 PIECEWISE_EXPONENTIAL = Family(
-    name="piecewise_exponential", endpoint="pfs", build=model.build_pwe_model,
+    name="piecewise_exponential", endpoint="pfs", build=_build_pwe,
     log_cumhaz=estimands.pwe_log_cumhaz, extra_estimands=estimands.pwe_extra_estimands,
     simulate_event_times=predictive.pwe_event_times,
     patient_loglik=loglik.pwe_patient_loglik, kernel=_pwe_kernel(), sbc_adapter=PWE_ADAPTER)

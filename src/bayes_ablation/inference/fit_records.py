@@ -1,0 +1,139 @@
+"""Fit records: a cached-kernel fit in a new process without importing PyMC.
+
+A fit through a family's cached kernel (:mod:`bayes_ablation.inference.kernels`) takes only
+numbers from the PyMC model: the kernel plan and data buffer, dims and coordinates, the
+initial point of each chain (PyMC's support point with jitter, by the seed nutpie asks for),
+the checked agreement of kernel and PyMC, and the ``constant_data`` / ``observed_data``
+groups. They are a deterministic function of
+
+* the package's source and the installed versions of PyMC, PyTensor, numba, nutpie, NumPy
+  and llvmlite (the kernel check's digest, :func:`~bayes_ablation.inference.kernels._code_digest`),
+* the analysis spec as run (its canonical SHA-256: priors, sampler settings and seed), and
+* the model data the spec's builder receives (their pickle).
+
+After a kernel fit these numbers are written to ``<cache>/fit_records/<sha256>.pkl`` (atomically;
+a read-only cache is no error). A later fit with the same digest builds nutpie's model from the
+record: PyMC and PyTensor are not imported, no graph is built and nothing is compiled, and the
+draws are those of the PyMC path bit for bit (same kernel, buffer and initial points; a test
+checks this). A seed nutpie asks for that is not in the record (e.g. another number of chains
+would already change the spec's digest, so in practice only a retried initialisation) builds
+the PyMC model then and takes its initial point from PyMC, as without a record. Provenance
+says which path ran (``model_record``). The cache folder is the user's own, like numba's
+cache next to the package: records are pickles and are trusted as such.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayes_ablation.inference import kernels
+from bayes_ablation.spec.plan import AnalysisSpec
+
+logger = logging.getLogger(__name__)
+
+#: layout version of a record (part of the digest)
+RECORD_VERSION = 1
+
+
+def records_dir() -> Path:
+    """``<cache>/fit_records`` next to the kernel checks (``$BAYES_ABLATION_CACHE_DIR``)."""
+    return kernels.check_cache_dir().parent / "fit_records"
+
+
+def record_digest(spec: AnalysisSpec, model_data: Any) -> str | None:
+    """The digest a fit of ``spec`` on ``model_data`` is recorded under (module docstring), or
+    None when the data cannot be pickled (nothing is recorded then)."""
+    try:
+        data = pickle.dumps(model_data, protocol=5)
+    except Exception:   # e.g. an open file handle in user-made data: no record
+        return None
+    h = hashlib.sha256(f"fit record v{RECORD_VERSION}".encode())
+    h.update(kernels._code_digest().encode())
+    h.update(spec.sha256.encode())
+    h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def load_record(digest: str) -> dict[str, Any] | None:
+    """The record filed under ``digest``, or None (absent, unreadable or not this digest's)."""
+    try:
+        with open(records_dir() / f"{digest}.pkl", "rb") as fh:
+            record = pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
+            ValueError, TypeError):
+        return None
+    return record if isinstance(record, dict) and record.get("digest") == digest else None
+
+
+def save_record(digest: str, record: dict[str, Any]) -> None:
+    """File ``record`` under ``digest`` (atomically; a cache that cannot be written is no
+    error: the next process simply builds the model again)."""
+    from bayes_ablation.core.files import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(records_dir() / f"{digest}.pkl",
+                           pickle.dumps({**record, "digest": digest}, protocol=5))
+    except OSError as exc:
+        logger.debug("fit record not written: %s", exc)
+
+
+def recorded_model(record: dict[str, Any], spec: AnalysisSpec,
+                   build: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """nutpie's compiled model from ``record`` and facts for provenance (as
+    :func:`~bayes_ablation.inference.kernels.kernel_model`'s). ``build()`` makes the PyMC model,
+    called only for an initial point the record does not hold."""
+    from bayes_ablation.endpoints.registry import family
+
+    t0 = time.perf_counter()
+    cfuncs = family(spec.model).kernel.cfuncs()
+    from_disk = all(getattr(f, "cache_hits", 0) > 0 for f in cfuncs)
+    in_memory = id(cfuncs[0]) in kernels._LOADED
+    kernels._LOADED[id(cfuncs[0])] = cfuncs
+    t1 = time.perf_counter()
+    plan = record["plan"]
+    facts: dict[str, Any] = {
+        "logp_kernel": f"numba cached ({plan.family})",
+        "kernel_loaded_from_disk_cache": from_disk,
+        "kernel_cache_hit": from_disk or in_memory,
+        "kernel_check": f"recorded with the model (sha256 {record['digest'][:16]})",
+        "kernel_check_max_rel_error": record["check_max_rel_error"],
+        "kernel_plan_seconds": 0.0, "kernel_load_seconds": t1 - t0,
+        "kernel_check_seconds": 0.0,
+        "model_record": f"cached (sha256 {record['digest'][:16]}): no PyMC model built",
+    }
+    points = recorded_points(record, build, facts)
+    compiled = kernels.compiled_kernel_model(plan, record["buffer"], cfuncs, record["dims"],
+                                             record["coords"], points)
+    return compiled, facts
+
+
+def recorded_points(record: dict[str, Any], build: Callable[[], Any], facts: dict[str, Any]
+                    ) -> Callable[[Any], np.ndarray]:
+    """seed → flat initial point: the recorded one, else PyMC's (the model built once)."""
+    recorded: dict[str, np.ndarray] = record["initial_points"]
+    lock = threading.Lock()
+    fallback: list[Any] = []
+
+    def point(seed: Any = None) -> np.ndarray:
+        got = recorded.get(kernels.seed_key(seed))
+        if got is not None:
+            return np.array(got, dtype="float64", copy=True)
+        with lock:
+            if not fallback:
+                model = build()
+                names = record["plan"].names[:record["n_free"]]
+                fallback.append(kernels._flat_initial_points(
+                    kernels._pymc_point_function(model), names))
+                facts["model_record"] += "; a seed not in the record: PyMC model built for it"
+        return fallback[0](seed)
+
+    return point
