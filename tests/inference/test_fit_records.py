@@ -124,3 +124,18 @@ def test_digest_is_the_same_in_another_process_and_changes_with_seed_and_data():
     assert record_digest(spec, read_patients(frame.copy(), spec)) == same
     frame.loc[0, "time_months"] += 0.01
     assert record_digest(spec, read_patients(frame, spec)) != same
+
+
+def test_only_the_most_recent_records_are_kept(tmp_path, monkeypatch):
+    from bayes_ablation.inference import fit_records
+
+    monkeypatch.setenv("BAYES_ABLATION_CACHE_DIR", str(tmp_path))
+    for k in range(5):
+        fit_records.save_record(f"{k:064x}", {"k": k})
+        os.utime(fit_records.records_dir() / f"{k:064x}.pkl", (1000 + k, 1000 + k))
+    assert fit_records.load_record(f"{0:064x}")["k"] == 0      # a use refreshes it
+    removed = fit_records.prune_records(keep=3)
+    kept = sorted(p.stem for p in fit_records.records_dir().glob("*.pkl"))
+    assert kept == [f"{k:064x}" for k in (0, 3, 4)]
+    assert len(removed) == 2
+    assert fit_records.load_record("f" * 64) is None

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 #: layout version of a record (part of the digest)
 RECORD_VERSION = 1
+#: records kept (the most recently written or used; older ones are removed when one is
+#: written): a study's repeated fits hit, simulation loops do not fill the disk
+MAX_RECORDS = 32
 
 
 def records_dir() -> Path:
@@ -71,7 +74,13 @@ def load_record(digest: str) -> dict[str, Any] | None:
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
             ValueError, TypeError):
         return None
-    return record if isinstance(record, dict) and record.get("digest") == digest else None
+    if not (isinstance(record, dict) and record.get("digest") == digest):
+        return None
+    try:   # used: kept longest by the pruning of :func:`save_record`
+        (records_dir() / f"{digest}.pkl").touch()
+    except OSError:
+        pass
+    return record
 
 
 def save_record(digest: str, record: dict[str, Any]) -> None:
@@ -82,8 +91,28 @@ def save_record(digest: str, record: dict[str, Any]) -> None:
     try:
         atomic_write_bytes(records_dir() / f"{digest}.pkl",
                            pickle.dumps({**record, "digest": digest}, protocol=5))
+        prune_records()
     except OSError as exc:
         logger.debug("fit record not written: %s", exc)
+
+
+def prune_records(keep: int = MAX_RECORDS) -> list[Path]:
+    """Remove all but the ``keep`` most recently written or used records; the removed."""
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    paths = sorted(records_dir().glob("*.pkl"), key=mtime, reverse=True)
+    removed = []
+    for path in paths[keep:]:
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def recorded_model(record: dict[str, Any], spec: AnalysisSpec,
