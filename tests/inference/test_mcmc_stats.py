@@ -68,3 +68,40 @@ def test_average_ranks_equal_scipy_with_ties():
 
     x = np.round(np.random.default_rng(2).normal(size=(7, 3000)), 1)   # many ties
     np.testing.assert_array_equal(average_ranks(x), stats.rankdata(x, axis=-1))
+
+
+def test_shared_chunks_from_two_threads_equal_one_call():
+    import threading
+
+    from bayes_ablation.inference.mcmc_stats import SharedChainStats
+
+    rng = np.random.default_rng(5)
+    x = np.cumsum(rng.normal(size=(203, 4, 500)), axis=-1) * 0.05 + rng.normal(size=(203, 4, 500))
+    whole = chain_stats(x)
+    shared = SharedChainStats(x, chunk=16)
+    thread = threading.Thread(target=shared.work)
+    thread.start()
+    shared.work()
+    thread.join()
+    parts = shared.result()
+    for field in ("rhat", "ess_bulk", "ess_tail", "mcse_mean"):
+        np.testing.assert_array_equal(getattr(parts, field), getattr(whole, field))
+    assert sum(d is not None for d in shared.done) == len(shared.chunks) == 13
+
+
+def test_convergence_started_in_a_thread_equals_the_direct_one():
+    import xarray as xr
+
+    from bayes_ablation.inference.convergence import convergence, start_convergence
+    from bayes_ablation.spec.plan import DiagnosticsSpec
+
+    rng = np.random.default_rng(6)
+    post = xr.Dataset({"a": (("chain", "draw"), rng.normal(size=(4, 300))),
+                       "b": (("chain", "draw", "k"), rng.normal(size=(4, 300, 70)))})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((4, 300), bool)),
+                        "energy": (("chain", "draw"), rng.normal(size=(4, 300)))})
+    tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    direct = convergence(tree, DiagnosticsSpec())
+    report, seconds = start_convergence(tree, DiagnosticsSpec())()
+    assert report.to_dict() == direct.to_dict() and seconds > 0
+    assert report.table.equals(direct.table)

@@ -7,6 +7,7 @@ variable (parameters and deterministics).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,14 +47,9 @@ def e_bfmi(energy: np.ndarray) -> np.ndarray:
     return num / np.var(energy, axis=1, ddof=1)
 
 
-def convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec) -> ConvergenceReport:
-    """Run R-hat, ESS, MCSE, divergence and E-BFMI checks and apply the gate.
-
-    R-hat (rank-normalised, split), bulk ESS, tail ESS (5% and 95% quantiles, as Stan) and the
-    MCSE of the mean are ArviZ's estimators computed for all scalars in one pass
-    (:mod:`bayes_ablation.inference.mcmc_stats`)."""
-    from bayes_ablation.inference.mcmc_stats import chain_stats
-
+def stacked_draws(idata: xr.DataTree) -> tuple[np.ndarray, list[str]]:
+    """Every finite, non-constant posterior scalar as rows of a (scalar, chain, draw) array,
+    and their labels (``name`` or ``name[i]``)."""
     post = idata.posterior.to_dataset()
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
     blocks: list[np.ndarray] = []
@@ -67,7 +63,26 @@ def convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec) -> ConvergenceR
         labels += [name] if flat.shape[-1] == 1 else [f"{name}[{i}]"
                                                        for i in range(flat.shape[-1])]
     stacked = np.concatenate(blocks) if blocks else np.zeros((0, n_chains, n_draws))
-    stats_ = chain_stats(stacked)
+    return stacked, labels
+
+
+def convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec,
+                computed: tuple[list[str], Any] | None = None) -> ConvergenceReport:
+    """Run R-hat, ESS, MCSE, divergence and E-BFMI checks and apply the gate.
+
+    R-hat (rank-normalised, split), bulk ESS, tail ESS (5% and 95% quantiles, as Stan) and the
+    MCSE of the mean are ArviZ's estimators computed for all scalars in one pass
+    (:mod:`bayes_ablation.inference.mcmc_stats`); ``computed``: (labels, statistics) of
+    :func:`stacked_draws` already computed (:func:`start_convergence`)."""
+    from bayes_ablation.inference.mcmc_stats import chain_stats
+
+    post = idata.posterior.to_dataset()
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    if computed is None:
+        stacked, labels = stacked_draws(idata)
+        stats_ = chain_stats(stacked)
+    else:
+        labels, stats_ = computed
 
     def extreme(values: np.ndarray, fn: Any) -> float:
         values = values[np.isfinite(values)]
@@ -107,6 +122,38 @@ def convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec) -> ConvergenceR
             "ess_tail": stats_.ess_tail, "mcse_mean": stats_.mcse_mean}
     report.table = pd.DataFrame(rows)
     return report
+
+
+def start_convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec
+                      ) -> Callable[[], tuple[ConvergenceReport, float]]:
+    """Start :func:`convergence` of ``idata`` (its posterior and sample stats as they are now)
+    in a thread; the returned function computes what is left of the chain statistics in the
+    calling thread too (the scalars are shared out in chunks:
+    :class:`~bayes_ablation.inference.mcmc_stats.SharedChainStats`), joins the thread and
+    gives (report, seconds from start to report) — or raises the diagnostics' error as if
+    they had run there. The thread is gone when it returns (the bundle's forked posterior
+    writer needs a single-threaded process)."""
+    import threading
+    import time
+
+    from bayes_ablation.inference.mcmc_stats import SharedChainStats
+
+    t0 = time.perf_counter()
+    snapshot = xr.DataTree.from_dict({
+        name: idata[name].to_dataset() for name in ("posterior", "sample_stats")
+        if name in idata.children})
+    stacked, labels = stacked_draws(snapshot)
+    shared = SharedChainStats(stacked)
+    thread = threading.Thread(target=shared.work, name="diagnostics", daemon=True)
+    thread.start()
+
+    def wait() -> tuple[ConvergenceReport, float]:
+        shared.work()
+        thread.join()
+        report = convergence(snapshot, thresholds, computed=(labels, shared.result()))
+        return report, time.perf_counter() - t0
+
+    return wait
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ ArviZ to 1e-9 relative.
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import numpy as np
@@ -142,3 +143,42 @@ def chain_stats(x: np.ndarray) -> ChainStats:
     ess_tail = np.minimum(*tail)
     mcse = np.std(flat, axis=-1, ddof=1) / np.sqrt(ess_basic(split))
     return ChainStats(rhat, ess_bulk, ess_tail, mcse)
+
+
+class SharedChainStats:
+    """:func:`chain_stats` of (K, chain, draw) draws, computed in chunks of scalars by every
+    thread that calls :meth:`work` (each claims the next chunk until none is left; NumPy's
+    sorts and FFTs release the GIL, so two threads use two cores). The statistics are per
+    scalar: chunked, they are those of one call on all scalars."""
+
+    def __init__(self, x: np.ndarray, chunk: int = 48) -> None:
+        self.x = np.asarray(x, float)
+        k = self.x.shape[0]
+        self.chunks = [slice(i, min(i + chunk, k)) for i in range(0, k, chunk)]
+        self.done: list[ChainStats | None] = [None] * len(self.chunks)
+        self.error: BaseException | None = None
+        self._next = itertools.count()
+
+    def work(self) -> None:
+        """Compute chunks until none is left (errors are kept for :meth:`result`)."""
+        while self.error is None:
+            i = next(self._next)      # atomic under the GIL: each chunk goes to one thread
+            if i >= len(self.chunks):
+                return
+            try:
+                self.done[i] = chain_stats(self.x[self.chunks[i]])
+            except BaseException as exc:
+                self.error = exc
+                return
+
+    def result(self) -> ChainStats:
+        """The statistics of all scalars (every chunk must be done)."""
+        if self.error is not None:
+            raise self.error
+        if not self.chunks:
+            return chain_stats(self.x)
+        parts = [d for d in self.done if d is not None]
+        if len(parts) != len(self.chunks):
+            raise RuntimeError("chain statistics: not every chunk was computed")
+        return ChainStats(*(np.concatenate([getattr(p, f) for p in parts])
+                            for f in ("rhat", "ess_bulk", "ess_tail", "mcse_mean")))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,41 +90,6 @@ def recorded_fit(spec: AnalysisSpec, prepared: Prepared) -> tuple[str | None, di
     return digest, (fit_records.load_record(digest) if digest is not None else None)
 
 
-def concurrent_convergence(idata: xr.DataTree, thresholds: Any
-                           ) -> Callable[[], tuple[Any, float]]:
-    """Start the convergence diagnostics of ``idata`` (its posterior and sample stats as they
-    are now) in a thread; the returned function joins it and gives (report, seconds the
-    diagnostics took), or raises their error as if they had run there. The thread is gone
-    when it returns (the bundle's forked posterior writer needs a single-threaded process)."""
-    import threading
-
-    from bayes_ablation.inference import convergence
-
-    snapshot = xr.DataTree.from_dict({
-        name: idata[name].to_dataset() for name in ("posterior", "sample_stats")
-        if name in idata.children})
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        t0 = time.perf_counter()
-        try:
-            outcome["report"] = convergence.convergence(snapshot, thresholds)
-        except BaseException as exc:  # handed to the caller by wait()
-            outcome["error"] = exc
-        outcome["seconds"] = time.perf_counter() - t0
-
-    thread = threading.Thread(target=run, name="diagnostics", daemon=True)
-    thread.start()
-
-    def wait() -> tuple[Any, float]:
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["report"], outcome["seconds"]
-
-    return wait
-
-
 def _tables(spec: AnalysisSpec, patients: TableLike | LesionTable | None,
             lesions: LesionTable | pd.DataFrame | str | Path | None
             ) -> tuple[PatientTable, LesionTable | None]:
@@ -178,6 +142,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
         return fit_meta(spec, patients, progress=progress, cache_key=cache_key)
     from bayes_ablation.endpoints.build import build_model
     from bayes_ablation.endpoints.pfs.loglik import log_likelihood_group
+    from bayes_ablation.inference import convergence
     from bayes_ablation.inference.sampling import (
         import_sampling_libraries,
         sample,
@@ -229,7 +194,7 @@ def fit(spec: SpecLike, patients: TableLike | None = None, *,
     # the gate's chain statistics need only the draws: computed in a thread (NumPy releases
     # the GIL in its sorts and FFTs; the estimand and check kernels are compiled ``nogil``)
     # while this thread computes the estimands and checks — on a second core, for free
-    diagnostics = concurrent_convergence(idata, spec.diagnostics)
+    diagnostics = convergence.start_convergence(idata, spec.diagnostics)
     with clock("log_likelihood"):
         if log_likelihood and ep.pointwise_loglik:
             group, notes = (log_likelihood_group(idata, spec, max_values=None)
