@@ -130,7 +130,7 @@ def start_convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec
     in a thread; the returned function computes what is left of the chain statistics in the
     calling thread too (the scalars are shared out in chunks:
     :class:`~bayes_ablation.inference.mcmc_stats.SharedChainStats`), joins the thread and
-    gives (report, seconds from start to report) — or raises the diagnostics' error as if
+    gives (report, seconds the threads spent on the diagnostics) — or raises the diagnostics' error as if
     they had run there. The thread is gone when it returns (the bundle's forked posterior
     writer needs a single-threaded process)."""
     import threading
@@ -147,11 +147,14 @@ def start_convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec
     thread = threading.Thread(target=shared.work, name="diagnostics", daemon=True)
     thread.start()
 
+    prepared_s = time.perf_counter() - t0
+
     def wait() -> tuple[ConvergenceReport, float]:
         shared.work()
         thread.join()
+        t1 = time.perf_counter()
         report = convergence(snapshot, thresholds, computed=(labels, shared.result()))
-        return report, time.perf_counter() - t0
+        return report, prepared_s + shared.busy_seconds + time.perf_counter() - t1
 
     return wait
 

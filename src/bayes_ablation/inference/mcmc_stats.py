@@ -14,6 +14,7 @@ ArviZ to 1e-9 relative.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -158,9 +159,18 @@ class SharedChainStats:
         self.done: list[ChainStats | None] = [None] * len(self.chunks)
         self.error: BaseException | None = None
         self._next = itertools.count()
+        #: seconds spent computing, summed over the threads that worked
+        self.busy_seconds = 0.0
 
     def work(self) -> None:
         """Compute chunks until none is left (errors are kept for :meth:`result`)."""
+        t0 = time.perf_counter()
+        try:
+            self._work()
+        finally:
+            self.busy_seconds += time.perf_counter() - t0
+
+    def _work(self) -> None:
         while self.error is None:
             i = next(self._next)      # atomic under the GIL: each chunk goes to one thread
             if i >= len(self.chunks):

@@ -92,34 +92,42 @@ def survival_curves(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
     interactions): each arm is then standardised over its own offsets. ``binned_from``: see
     :func:`~bayes_ablation.survival.kernels.standardised_survival`.
     """
-    from bayes_ablation.survival.kernels import BIN_MIN_PATTERNS, standardised_survival
+    return survival_curves_by_sd(log_cumhaz, offsets, [site_sd], binned_from)[0]
+
+
+def survival_curves_by_sd(log_cumhaz: xr.DataArray, offsets: xr.DataArray,
+                          site_sds: Sequence[xr.DataArray | None],
+                          binned_from: int | None = None) -> list[xr.DataArray]:
+    """:func:`survival_curves` for each site sd of ``site_sds`` (e.g. None for an average site
+    and σ_site for a new one), over one covariate mix computed once
+    (:func:`~bayes_ablation.survival.kernels.standardised_survival_by_sd`)."""
+    from bayes_ablation.survival.kernels import BIN_MIN_PATTERNS, standardised_survival_by_sd
 
     if "arm" in offsets.dims:
-        parts = []
+        per_arm = []
         for arm in log_cumhaz["arm"].values:
             off = offsets.sel(arm=arm, drop=True)
             off.attrs["weights"] = offsets.attrs["weights"]
-            parts.append(survival_curves(log_cumhaz.sel(arm=[arm]), off,
-                                         None if site_sd is None else site_sd.sel(arm=[arm]),
-                                         binned_from))
-        return xr.concat(parts, dim="arm")
+            per_arm.append(survival_curves_by_sd(
+                log_cumhaz.sel(arm=[arm]), off,
+                [None if sd is None else sd.sel(arm=[arm]) for sd in site_sds], binned_from))
+        return [xr.concat([curves[i] for curves in per_arm], dim="arm")
+                for i in range(len(site_sds))]
 
     weights = np.asarray(offsets.attrs["weights"], float)
     log_cumhaz = log_cumhaz.transpose("chain", "draw", "arm", "time")
     lh = np.ascontiguousarray(log_cumhaz.values, dtype=float)
     n_chain, n_draw, n_arm, n_time = lh.shape
     off = offsets.transpose("chain", "draw", "pattern").values.reshape(n_chain * n_draw, -1)
-    if site_sd is None:
-        sd = np.zeros((n_chain * n_draw, n_arm))
-    else:
-        sd = site_sd.transpose("chain", "draw", "arm").values.reshape(n_chain * n_draw, n_arm)
-    out = standardised_survival(lh.reshape(n_chain * n_draw, n_arm, n_time),
-                                np.ascontiguousarray(off, dtype=float), weights,
-                                np.ascontiguousarray(sd, dtype=float),
-                                binned_from=BIN_MIN_PATTERNS if binned_from is None
-                                else binned_from)
-    return xr.DataArray(out.reshape(lh.shape), dims=log_cumhaz.dims, coords=log_cumhaz.coords,
-                        name="survival")
+    sds = [np.zeros((n_chain * n_draw, n_arm)) if sd is None else
+           sd.transpose("chain", "draw", "arm").values.reshape(n_chain * n_draw, n_arm)
+           for sd in site_sds]
+    outs = standardised_survival_by_sd(lh.reshape(n_chain * n_draw, n_arm, n_time),
+                                       np.ascontiguousarray(off, dtype=float), weights, sds,
+                                       binned_from=BIN_MIN_PATTERNS if binned_from is None
+                                       else binned_from)
+    return [xr.DataArray(out.reshape(lh.shape), dims=log_cumhaz.dims,
+                         coords=log_cumhaz.coords, name="survival") for out in outs]
 
 
 def bayesian_bootstrap_weights(n_draws: int, members: np.ndarray, seed: int) -> np.ndarray:

@@ -139,3 +139,51 @@ def test_kaplan_meier_table_equals_lifelines():
         km = KaplanMeierFitter().fit(time, d).survival_function_
         np.testing.assert_array_equal(grid, km.index.values)
         np.testing.assert_allclose(surv, km.iloc[:, 0].values, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("per_draw_weights", [False, True])
+def test_batched_tables_for_several_sds_equal_one_table_per_call(per_draw_weights):
+    """Tables made a batch of draws at a time and interpolated for an average and a new
+    site's sd give what tables over all draws at once give (to rounding), for each sd."""
+    from bayes_ablation.survival import kernels
+
+    rng = np.random.default_rng(3)
+    n_draw, n_pattern = 600, 120          # more draws than one batch
+    offsets = rng.normal(0.0, 0.8, size=(n_draw, n_pattern))
+    weights = (rng.dirichlet(np.ones(n_pattern), size=n_draw) if per_draw_weights
+               else np.full(n_pattern, 1 / n_pattern))
+    log_h = np.log(np.linspace(0.05, 3.0, 7))[None, None, :] + rng.normal(0, 0.2, (n_draw, 2, 1))
+    sds = [np.zeros((n_draw, 2)), np.abs(rng.normal(0.4, 0.1, (n_draw, 2)))]
+    got = kernels.standardised_survival_by_sd(log_h, offsets, weights, sds)
+    tables, shift, tail, k0 = kernels._binned_tables(offsets, weights, kernels.BIN_STEP)
+    for out, sd in zip(got, sds, strict=True):
+        ref = kernels._interpolated_survival(np.ascontiguousarray(log_h), tables, shift, tail,
+                                             k0, kernels.BIN_STEP, sd, *kernels.gh_tables())
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-13)
+        single = kernels.standardised_survival(log_h, offsets, weights, sd)
+        np.testing.assert_array_equal(out, single)
+
+
+def test_tables_are_the_correlation_of_g_with_the_binned_offsets():
+    """The tables (binned by one weighted bincount) equal the direct correlation of G with
+    the offsets binned by ``np.add.at`` of the lower and then the upper neighbours."""
+    from bayes_ablation.survival import kernels
+
+    rng = np.random.default_rng(4)
+    offsets = rng.normal(0.0, 1.0, size=(300, 97))
+    for weights in (np.full(97, 1 / 97), rng.dirichlet(np.ones(97), size=300)):
+        h = kernels.BIN_STEP
+        q = offsets / h
+        rel = q - np.floor(q.min(axis=1))[:, None]
+        idx = np.floor(rel).astype(np.int64)
+        frac = rel - idx
+        width = int(idx.max()) + 2
+        bins = np.zeros((300, width))
+        rows = np.broadcast_to(np.arange(300)[:, None], idx.shape)
+        np.add.at(bins, (rows, idx), weights * (1.0 - frac))
+        np.add.at(bins, (rows, idx + 1), weights * frac)
+        tables, _, _, k0 = kernels._binned_tables(offsets, weights, h)
+        # the tables are the correlation of these bins with G: rebuild it from them
+        g = np.exp(-np.exp((k0 + np.arange(tables.shape[1] + width - 1)) * h))
+        ref = np.stack([np.correlate(g, b, mode="valid") for b in bins[:5]])
+        np.testing.assert_allclose(tables[:5], ref, rtol=1e-9, atol=1e-12)

@@ -20,6 +20,7 @@ covariates and site), labelled so.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ from bayes_ablation.survival.estimands import (
     rmst_nodes,
     rmst_quadrature,
     site_sd_by_arm,
-    survival_curves,
+    survival_curves_by_sd,
 )
 
 SITE_TARGETS = ("average", "new")
@@ -113,17 +114,25 @@ def survival_at(idata: Any, spec: AnalysisSpec, times: np.ndarray,
                 site_target: str = "average") -> xr.DataArray:
     """Posterior draws of S_arm(t) (chain, draw, arm, time), standardised over covariates,
     for an ``average`` or a ``new`` site."""
+    return survival_at_sites(idata, spec, times, (site_target,))[site_target]
+
+
+def survival_at_sites(idata: Any, spec: AnalysisSpec, times: np.ndarray,
+                      site_targets: Sequence[str] = SITE_TARGETS) -> dict[str, xr.DataArray]:
+    """:func:`survival_at` for each of ``site_targets``, the covariate mix computed once."""
     post = posterior_of(idata)
     x = None
     if "constant_data" in idata.children and "x" in idata.constant_data:
         x = np.asarray(idata.constant_data["x"].values)
-    site_sd = None if site_target == "average" else site_sd_by_arm(post, arms_of(post))
+    sds = [None if target == "average" else site_sd_by_arm(post, arms_of(post))
+           for target in site_targets]
     log_cumhaz = family_part(spec.model, "log_cumhaz")(post, np.asarray(times, float), spec)
     offsets = covariate_offsets(post, x)
     if "delta_subgroup" in post:  # subgroup interactions: each arm over its own offsets
         indicator, mean = cdata_subgroups(idata.constant_data)
         offsets = arm_offsets(post, x, indicator, mean, arms_of(post))
-    return survival_curves(log_cumhaz, offsets, site_sd)
+    curves = survival_curves_by_sd(log_cumhaz, offsets, sds)
+    return dict(zip(site_targets, curves, strict=True))
 
 
 def site_target_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
@@ -138,9 +147,10 @@ def site_target_estimands(idata: Any, spec: AnalysisSpec, all_times: np.ndarray,
     grid_median = all_times[n_report + n_rmst:]
     out: dict[str, xr.DataArray] = {}
     per_site: dict[str, dict[str, xr.DataArray]] = {"survival": {}, "rmst": {}, "median": {}}
+    # one evaluation of both targets on all times (the curves are the expensive part)
+    by_target = survival_at_sites(idata, spec, all_times, SITE_TARGETS)
     for target in SITE_TARGETS:
-        # one evaluation per target on all times (the curves are the expensive part)
-        curves = survival_at(idata, spec, all_times, target).drop_vars("time")
+        curves = by_target[target].drop_vars("time")
         per_site["survival"][target] = curves.isel(time=slice(0, n_report)).assign_coords(
             time=report_times)
         rmst_curve = curves.isel(time=slice(n_report, n_report + n_rmst)).assign_coords(
