@@ -97,6 +97,18 @@ def stratified_subsample(strata: np.ndarray, max_size: int, seed: int,
     if n <= max_size:
         return None
     levels, labels = np.unique(strata, return_inverse=True)
+    return subsample_of_codes(labels, levels.size, max_size, seed, min_per_stratum)
+
+
+def subsample_of_codes(labels: np.ndarray, n_levels: int, max_size: int, seed: int,
+                       min_per_stratum: int = 50) -> np.ndarray | None:
+    """:func:`stratified_subsample` of rows given as stratum codes 0 … ``n_levels`` − 1 (the
+    codes ``np.unique(strata, return_inverse=True)`` gives: the same rows are drawn)."""
+    labels = np.asarray(labels, np.int64)
+    n = labels.size
+    if n <= max_size:
+        return None
+    levels = np.arange(n_levels)
     sizes = np.bincount(labels, minlength=levels.size)
     take = np.minimum(sizes, np.maximum(np.round(max_size * sizes / n).astype(int),
                                         np.minimum(sizes, min_per_stratum)))

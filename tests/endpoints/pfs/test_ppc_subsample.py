@@ -34,3 +34,19 @@ def test_subsample_is_bounded_proportional_and_keeps_every_stratum(sizes, max_si
     assert keep.size <= max_size + 50 * len(sizes) + len(sizes)  # bounded
     again = stratified_subsample(strata, max_size, seed)
     assert np.array_equal(keep, again)                          # seeded
+
+
+def test_strata_codes_equal_unique_of_the_strings_and_draw_the_same_rows():
+    from bayes_ablation.endpoints.pfs.checks import site_arm_strata
+    from bayes_ablation.survival.predictive import subsample_of_codes
+
+    rng = np.random.default_rng(9)
+    sites = rng.choice(["S10", "S2", "S01", "Z", "a b"], size=30_000)
+    arms = rng.choice(["postoperative", "perioperative"], size=30_000)
+    strings = np.char.add(np.char.add(sites.astype(str), " | "), arms.astype(str))
+    levels, inverse = np.unique(strings, return_inverse=True)
+    codes, names = site_arm_strata(sites, arms)
+    assert names == list(levels)
+    np.testing.assert_array_equal(codes, inverse)
+    np.testing.assert_array_equal(subsample_of_codes(codes, len(names), 5000, seed=3),
+                                  stratified_subsample(strings, 5000, seed=3))

