@@ -73,14 +73,23 @@ def test_second_process_fits_from_the_record_without_pymc(first_fit):
     assert_same_fit(folder / "first.nc", folder / "second.nc")
 
 
+def altered_records(source: Path, cache: Path, alter) -> Path:
+    """A cache folder holding ``alter(bytes)`` of every record under ``source``."""
+    (cache / "fit_records").mkdir(parents=True)
+    for path in (source / "fit_records").glob("*.pkl"):
+        (cache / "fit_records" / path.name).write_bytes(alter(path.read_bytes()))
+    return cache
+
+
 def test_a_seed_the_record_lacks_builds_the_model_for_it(first_fit, tmp_path):
     folder, _ = first_fit
-    cache = tmp_path / "cache"
-    (cache / "fit_records").mkdir(parents=True)
-    for path in (folder / "cache" / "fit_records").glob("*.pkl"):
-        record = pickle.loads(path.read_bytes())
+
+    def drop_first_point(data: bytes) -> bytes:
+        record = pickle.loads(data)
         record["initial_points"] = dict(list(record["initial_points"].items())[1:])
-        (cache / "fit_records" / path.name).write_bytes(pickle.dumps(record))
+        return pickle.dumps(record)
+
+    cache = altered_records(folder / "cache", tmp_path / "cache", drop_first_point)
     third = run_fit(cache, tmp_path / "third.nc")
     assert "PyMC model built for it" in third["record"] and third["pymc"]
     assert_same_fit(folder / "first.nc", tmp_path / "third.nc")
@@ -88,10 +97,7 @@ def test_a_seed_the_record_lacks_builds_the_model_for_it(first_fit, tmp_path):
 
 def test_an_unreadable_record_is_no_record(first_fit, tmp_path):
     folder, _ = first_fit
-    cache = tmp_path / "cache"
-    (cache / "fit_records").mkdir(parents=True)
-    for path in (folder / "cache" / "fit_records").glob("*.pkl"):
-        (cache / "fit_records" / path.name).write_bytes(b"not a pickle")
+    cache = altered_records(folder / "cache", tmp_path / "cache", lambda _: b"not a pickle")
     fourth = run_fit(cache, tmp_path / "fourth.nc")
     assert fourth["record"].startswith("recorded (sha256 ") and fourth["pymc"]
     assert_same_fit(folder / "first.nc", tmp_path / "fourth.nc")
