@@ -130,9 +130,9 @@ def start_convergence(idata: xr.DataTree, thresholds: DiagnosticsSpec
     in a thread; the returned function computes what is left of the chain statistics in the
     calling thread too (the scalars are shared out in chunks:
     :class:`~bayes_ablation.inference.mcmc_stats.SharedChainStats`), joins the thread and
-    gives (report, seconds the threads spent on the diagnostics) — or raises the diagnostics' error as if
-    they had run there. The thread is gone when it returns (the bundle's forked posterior
-    writer needs a single-threaded process)."""
+    gives (report, seconds the threads spent on the diagnostics) — or raises the
+    diagnostics' error as if they had run there. The thread is gone when it returns (the
+    bundle's forked posterior writer needs a single-threaded process)."""
     import threading
     import time
 

@@ -45,16 +45,15 @@ RECORD_VERSION = 1
 #: records kept (the most recently written or used; older ones are removed when one is
 #: written): a study's repeated fits hit, simulation loops do not fill the disk
 MAX_RECORDS = 32
+#: model data with more rows than this (in all their tables) get no record: pickling them
+#: for the digest costs about what the record saves (10⁶ patients: 0.8 s against ~0.6 s)
+MAX_RECORD_ROWS = 100_000
 
 
 def records_dir() -> Path:
     """``<cache>/fit_records`` next to the kernel checks (``$BAYES_ABLATION_CACHE_DIR``)."""
     return kernels.check_cache_dir().parent / "fit_records"
 
-
-#: model data with more rows than this (in all their tables) get no record: pickling them
-#: for the digest costs about what the record saves (10⁶ patients: 0.8 s against ~0.6 s)
-MAX_RECORD_ROWS = 100_000
 
 
 def data_rows(model_data: Any) -> int:
@@ -138,25 +137,14 @@ def recorded_model(record: dict[str, Any], spec: AnalysisSpec,
     """nutpie's compiled model from ``record`` and facts for provenance (as
     :func:`~bayes_ablation.inference.kernels.kernel_model`'s). ``build()`` makes the PyMC model,
     called only for an initial point the record does not hold."""
-    from bayes_ablation.endpoints.registry import family
-
     t0 = time.perf_counter()
-    cfuncs = family(spec.model).kernel.cfuncs()
-    from_disk = all(getattr(f, "cache_hits", 0) > 0 for f in cfuncs)
-    in_memory = id(cfuncs[0]) in kernels._LOADED
-    kernels._LOADED[id(cfuncs[0])] = cfuncs
-    t1 = time.perf_counter()
+    cfuncs, cache_hits = kernels.load_cfuncs(spec.model)
     plan = record["plan"]
-    facts: dict[str, Any] = {
-        "logp_kernel": f"numba cached ({plan.family})",
-        "kernel_loaded_from_disk_cache": from_disk,
-        "kernel_cache_hit": from_disk or in_memory,
-        "kernel_check": f"recorded with the model (sha256 {record['digest'][:16]})",
-        "kernel_check_max_rel_error": record["check_max_rel_error"],
-        "kernel_plan_seconds": 0.0, "kernel_load_seconds": t1 - t0,
-        "kernel_check_seconds": 0.0,
-        "model_record": f"cached (sha256 {record['digest'][:16]}): no PyMC model built",
-    }
+    facts = kernels.kernel_facts(
+        plan, cache_hits, f"recorded with the model (sha256 {record['digest'][:16]})",
+        record["check_max_rel_error"], plan_s=0.0, load_s=time.perf_counter() - t0,
+        check_s=0.0)
+    facts["model_record"] = f"cached (sha256 {record['digest'][:16]}): no PyMC model built"
     points = recorded_points(record, build, facts)
     compiled = kernels.compiled_kernel_model(plan, record["buffer"], cfuncs, record["dims"],
                                              record["coords"], points)

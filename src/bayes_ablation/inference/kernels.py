@@ -193,16 +193,6 @@ def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
     return dims, coords
 
 
-def nutpie_model(model: Any, plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
-                 point_function: Any = None, seen: dict[Any, np.ndarray] | None = None) -> Any:
-    """A ``nutpie`` compiled model that calls the cached kernel (initial points filed in
-    ``seen`` by seed)."""
-    point_function = point_function or _pymc_point_function(model)
-    dims, coords = _dims_and_coords(model, plan)
-    flat = _flat_initial_points(point_function, plan.names[:len(model.free_RVs)], seen)
-    return compiled_kernel_model(plan, buf, cfuncs, dims, coords, flat)
-
-
 def compiled_kernel_model(plan: KernelPlan, buf: np.ndarray, cfuncs: tuple[Any, Any],
                           dims: dict, coords: dict, initial_points: Any) -> Any:
     """nutpie's compiled-model object around the kernel's cfuncs, its data buffer and a
@@ -329,10 +319,7 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None,
     plan = kernel.plan(model, spec, point)
     buf = kernel.buffer(plan, model)
     t1 = time.perf_counter()
-    cfuncs = kernel.cfuncs()
-    from_disk = all(getattr(f, "cache_hits", 0) > 0 for f in cfuncs)
-    in_memory = id(cfuncs[0]) in _LOADED       # compiled or loaded by an earlier fit
-    _LOADED[id(cfuncs[0])] = cfuncs
+    cfuncs, cache_hits = load_cfuncs(spec.model)
     t2 = time.perf_counter()
     key = (cache_key, tuple(plan.names), tuple(plan.shapes)) if cache_key is not None else None
     if key is not None and key in _CHECKED:
@@ -352,17 +339,37 @@ def kernel_model(model: Any, spec: AnalysisSpec, cache_key: Any = None,
             _CHECKED[key] = worst
     t3 = time.perf_counter()
     seen: dict[Any, np.ndarray] = {}
-    compiled = nutpie_model(model, plan, buf, cfuncs, point_function, seen)
+    dims, coords = _dims_and_coords(model, plan)
+    n_free = len(model.free_RVs)
+    compiled = compiled_kernel_model(
+        plan, buf, cfuncs, dims, coords,
+        _flat_initial_points(point_function, plan.names[:n_free], seen))
     if record is not None:
-        dims, coords = _dims_and_coords(model, plan)
         record.update(plan=plan, buffer=buf, dims=dims, coords=coords, initial_points=seen,
-                      check_max_rel_error=worst, n_free=len(model.free_RVs))
-    facts = {"logp_kernel": f"numba cached ({plan.family})",
-             "kernel_loaded_from_disk_cache": from_disk,
-             # nothing compiled for this fit: machine code from disk or already in memory
-             "kernel_cache_hit": from_disk or in_memory,
-             "kernel_check": how,
-             "kernel_check_max_rel_error": worst,
-             "kernel_plan_seconds": t1 - t0, "kernel_load_seconds": t2 - t1,
-             "kernel_check_seconds": t3 - t2}
-    return compiled, facts
+                      check_max_rel_error=worst, n_free=n_free)
+    return compiled, kernel_facts(plan, cache_hits, how, worst,
+                                  plan_s=t1 - t0, load_s=t2 - t1, check_s=t3 - t2)
+
+
+def load_cfuncs(family_name: str) -> tuple[tuple[Any, Any], tuple[bool, bool]]:
+    """The family's kernel cfuncs and (loaded from numba's disk cache, already in memory from
+    an earlier fit of this process)."""
+    cfuncs = family(family_name).kernel.cfuncs()
+    from_disk = all(getattr(f, "cache_hits", 0) > 0 for f in cfuncs)
+    in_memory = id(cfuncs[0]) in _LOADED
+    _LOADED[id(cfuncs[0])] = cfuncs
+    return cfuncs, (from_disk, in_memory)
+
+
+def kernel_facts(plan: KernelPlan, cache_hits: tuple[bool, bool], check: str, worst: float,
+                 plan_s: float, load_s: float, check_s: float) -> dict[str, Any]:
+    """The provenance facts of a cached-kernel fit (``sampler_details``)."""
+    from_disk, in_memory = cache_hits
+    return {"logp_kernel": f"numba cached ({plan.family})",
+            "kernel_loaded_from_disk_cache": from_disk,
+            # nothing compiled for this fit: machine code from disk or already in memory
+            "kernel_cache_hit": from_disk or in_memory,
+            "kernel_check": check,
+            "kernel_check_max_rel_error": worst,
+            "kernel_plan_seconds": plan_s, "kernel_load_seconds": load_s,
+            "kernel_check_seconds": check_s}

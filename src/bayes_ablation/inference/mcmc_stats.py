@@ -14,6 +14,7 @@ ArviZ to 1e-9 relative.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from typing import NamedTuple
 
@@ -159,6 +160,7 @@ class SharedChainStats:
         self.done: list[ChainStats | None] = [None] * len(self.chunks)
         self.error: BaseException | None = None
         self._next = itertools.count()
+        self._lock = threading.Lock()
         #: seconds spent computing, summed over the threads that worked
         self.busy_seconds = 0.0
 
@@ -168,7 +170,8 @@ class SharedChainStats:
         try:
             self._work()
         finally:
-            self.busy_seconds += time.perf_counter() - t0
+            with self._lock:
+                self.busy_seconds += time.perf_counter() - t0
 
     def _work(self) -> None:
         while self.error is None:
@@ -191,4 +194,4 @@ class SharedChainStats:
         if len(parts) != len(self.chunks):
             raise RuntimeError("chain statistics: not every chunk was computed")
         return ChainStats(*(np.concatenate([getattr(p, f) for p in parts])
-                            for f in ("rhat", "ess_bulk", "ess_tail", "mcse_mean")))
+                            for f in ChainStats._fields))

@@ -168,6 +168,13 @@ def add_data_groups(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
     return attach_data_groups(idata, *data_groups(model))
 
 
+def settings_record(settings: SamplerSpec, cores: int) -> dict[str, Any]:
+    """The sampler settings a result records (``SamplingResult.settings``)."""
+    return {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
+            "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
+            "adaptation": settings.adaptation}
+
+
 def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
            cache_key: Any = None, cores: int | None = None, spec: AnalysisSpec | None = None,
            logp_kernel: str = "auto", while_sampling: Callable[[], Any] | None = None,
@@ -189,9 +196,7 @@ def sample(model: pm.Model, settings: SamplerSpec, *, progress: bool = False,
     if logp_kernel not in ("auto", "pytensor"):
         raise ValueError(f"logp_kernel must be 'auto' or 'pytensor', got {logp_kernel!r}")
     cores = cores or min(settings.chains, os.cpu_count() or 1)
-    common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
-              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
-              "adaptation": settings.adaptation}
+    common = settings_record(settings, cores)
     fallback_reason = None
     if settings.backend == "nutpie":
         kernel_reason = "not requested" if logp_kernel == "pytensor" else "no spec given"
@@ -269,9 +274,7 @@ def sample_recorded(record: dict[str, Any], spec: AnalysisSpec, *, build: Callab
 
     settings = spec.sampler
     cores = cores or min(settings.chains, os.cpu_count() or 1)
-    common = {"draws": settings.draws, "tune": settings.tune, "chains": settings.chains,
-              "target_accept": settings.target_accept, "seed": settings.seed, "cores": cores,
-              "adaptation": settings.adaptation}
+    common = settings_record(settings, cores)
     try:
         start = time.perf_counter()
         compiled, facts = recorded_model(record, spec, build)
