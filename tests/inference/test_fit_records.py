@@ -145,3 +145,36 @@ def test_only_the_most_recent_records_are_kept(tmp_path, monkeypatch):
     assert kept == [f"{k:064x}" for k in (0, 3, 4)]
     assert len(removed) == 2
     assert fit_records.load_record("f" * 64) is None
+
+
+def test_table_digest_sees_every_cell_name_and_type():
+    import numpy as np
+    import pandas as pd
+
+    from bayes_ablation.inference.fit_records import data_digest, table_digest
+
+    n = 3000
+    frame = pd.DataFrame({"patient_id": [f"P{i}" for i in range(n)],
+                          "site": np.array(["A", "B", "C"])[np.arange(n) % 3],
+                          "time_months": np.linspace(0.5, 30, n),
+                          "event": np.arange(n) % 2})
+    base = table_digest(frame)
+    assert table_digest(frame.copy()) == base
+    assert table_digest(frame.astype({"patient_id": "str"})) == base  # same text, other storage
+    variants = []
+    for col, value in (("patient_id", "P0 "), ("site", "a"), ("time_months", 0.5000001),
+                       ("event", 0)):
+        changed = frame.copy()
+        changed.loc[n - 1, col] = value
+        variants.append(changed)
+    variants += [frame.rename(columns={"site": "centre"}), frame.astype({"event": float}),
+                 frame.iloc[::-1].reset_index(drop=True), frame.set_index("patient_id"),
+                 frame.iloc[:-1]]
+    joined = frame.copy()  # NUL-joined text cannot be confused with other cells
+    joined.loc[0, "patient_id"], joined.loc[1, "patient_id"] = "P0\0P1", ""
+    variants.append(joined)
+    digests = [table_digest(v) for v in variants]
+    assert base not in digests and len(set(digests)) == len(digests)
+    # nested in model data (a dataclass holding tables): only the content counts
+    assert data_digest({"frame": frame}) == data_digest({"frame": frame.copy()})
+    assert data_digest({"frame": frame}) != data_digest({"frame": variants[0]})

@@ -9,7 +9,10 @@ groups. They are a deterministic function of
 * the package's source and the installed versions of PyMC, PyTensor, numba, nutpie, NumPy
   and llvmlite (the kernel check's digest, :func:`~bayes_ablation.inference.kernels._code_digest`),
 * the analysis spec as run (its canonical SHA-256: priors, sampler settings and seed), and
-* the model data the spec's builder receives (their pickle).
+* the model data the spec's builder receives: their pickle, in which every pandas table is
+  replaced by a digest of its content (column names, dtypes, index, and each column's bytes:
+  numbers as stored, text as one NUL-joined UTF-8 string), so that 10⁶ patients are digested
+  in ~0.3 s where their pickle took 1.4 s.
 
 After a kernel fit these numbers are written to ``<cache>/fit_records/<sha256>.pkl`` (atomically;
 a read-only cache is no error). A later fit with the same digest builds nutpie's model from the
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bayes_ablation.inference import kernels
 from bayes_ablation.spec.plan import AnalysisSpec
@@ -41,13 +45,12 @@ from bayes_ablation.spec.plan import AnalysisSpec
 logger = logging.getLogger(__name__)
 
 #: layout version of a record (part of the digest)
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 #: records kept (the most recently written or used; older ones are removed when one is
 #: written): a study's repeated fits hit, simulation loops do not fill the disk
 MAX_RECORDS = 32
-#: model data with more rows than this (in all their tables) get no record: pickling them
-#: for the digest costs about what the record saves (10⁶ patients: 0.8 s against ~0.6 s)
-MAX_RECORD_ROWS = 100_000
+#: tables shorter than this are pickled as they are (their digest costs more than it saves)
+_DIGESTED_ROWS = 2_000
 
 
 def records_dir() -> Path:
@@ -56,30 +59,80 @@ def records_dir() -> Path:
 
 
 
-def data_rows(model_data: Any) -> int:
-    """Rows of the tables in ``model_data`` (its ``frame`` and its ``patients.frame``)."""
-    rows = 0
-    for table in (model_data, getattr(model_data, "patients", None)):
-        frame = getattr(table, "frame", None)
-        if frame is not None and hasattr(frame, "shape"):
-            rows += int(frame.shape[0])
-    return rows
+def _update_with_column(h: Any, values: pd.Series) -> None:
+    """Feed one column's content to ``h``: numbers as their bytes, text as NUL-joined UTF-8, and
+    anything else (mixed objects, text holding NUL) as its pickle."""
+    array = values.to_numpy()
+    if array.dtype.kind in "biufcmM":
+        h.update(b"n" + array.dtype.str.encode())
+        h.update(np.ascontiguousarray(array).view(np.uint8).data)
+        return
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        joined = "\0".join(values.tolist())
+        if joined.count("\0") == max(len(values) - 1, 0):  # NUL only as the separator
+            h.update(b"s%d:" % len(values))
+            h.update(joined.encode("utf-8", "surrogatepass"))
+            return
+    h.update(b"p" + pickle.dumps(values, protocol=5))
+
+
+def table_digest(frame: pd.DataFrame) -> bytes:
+    """SHA-256 of a table's content: column names and dtypes, index, every column's values."""
+    h = hashlib.sha256(pickle.dumps(([str(c) for c in frame.columns],
+                                     [str(t) for t in frame.dtypes], len(frame)), protocol=5))
+    if isinstance(frame.index, pd.RangeIndex):
+        h.update(pickle.dumps(frame.index, protocol=5))
+    else:
+        _update_with_column(h, frame.index.to_series())
+    for i in range(frame.shape[1]):
+        _update_with_column(h, frame.iloc[:, i])
+    return h.digest()
+
+
+class _DigestPickler(pickle.Pickler):
+    """A pickler that writes each large table as :func:`table_digest` of its content."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, pd.DataFrame) and len(obj) >= _DIGESTED_ROWS:
+            return _table_token, (table_digest(obj),)
+        return NotImplemented
+
+
+def _table_token(digest: bytes) -> bytes:
+    """What a digested table unpickles to (the digest pickle is never loaded)."""
+    return digest
+
+
+class _HashSink:
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.h.update(data)
+        return len(data)
+
+
+def data_digest(model_data: Any) -> bytes | None:
+    """SHA-256 of ``model_data`` as the builder receives them (module docstring), or None when
+    they cannot be pickled."""
+    sink = _HashSink()
+    try:
+        _DigestPickler(sink, protocol=5).dump(model_data)
+    except Exception:   # e.g. an open file handle in user-made data: no record
+        return None
+    return sink.h.digest()
 
 
 def record_digest(spec: AnalysisSpec, model_data: Any) -> str | None:
     """The digest a fit of ``spec`` on ``model_data`` is recorded under (module docstring), or
-    None when the data cannot be pickled or have more than :data:`MAX_RECORD_ROWS` rows
-    (nothing is recorded then)."""
-    if data_rows(model_data) > MAX_RECORD_ROWS:
-        return None
-    try:
-        data = pickle.dumps(model_data, protocol=5)
-    except Exception:   # e.g. an open file handle in user-made data: no record
+    None when the data cannot be pickled (nothing is recorded then)."""
+    data = data_digest(model_data)
+    if data is None:
         return None
     h = hashlib.sha256(f"fit record v{RECORD_VERSION}".encode())
     h.update(kernels._code_digest().encode())
     h.update(spec.sha256.encode())
-    h.update(hashlib.sha256(data).digest())
+    h.update(data)
     return h.hexdigest()
 
 
