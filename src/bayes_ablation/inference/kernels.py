@@ -178,9 +178,13 @@ def seed_key(seed: Any) -> str:
 
 
 def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
+    """nutpie's dims and coords of the traced variables only: a per-patient coordinate (10⁶
+    labels) would cost nutpie ~1.2 s per fit to index and is relabelled afterwards anyway."""
     import pandas as pd
 
-    coords = {name: pd.Index(vals) for name, vals in model.coords.items() if vals is not None}
+    traced = {d for name in plan.names for d in (model.named_vars_to_dims.get(name) or ())}
+    coords = {name: pd.Index(vals) for name, vals in model.coords.items()
+              if vals is not None and name in traced}
     value_names = plan.names[:len(model.free_RVs)]
     flat_names = []
     for name, shape in zip(value_names, plan.shapes, strict=False):
@@ -189,7 +193,7 @@ def _dims_and_coords(model: Any, plan: KernelPlan) -> tuple[dict, dict]:
         else:
             flat_names.append(name)
     coords["unconstrained_parameter"] = pd.Index(flat_names)
-    dims = {k: tuple(v) for k, v in model.named_vars_to_dims.items() if v}
+    dims = {k: tuple(v) for k, v in model.named_vars_to_dims.items() if v and k in plan.names}
     return dims, coords
 
 
