@@ -134,3 +134,22 @@ def test_km_on_grid_matches_lifelines():
     km = KaplanMeierFitter().fit(t, e)
     np.testing.assert_allclose(km_on_grid(t, e, grid), km.survival_function_at_times(grid).values,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("decimals", [None, 1, 0])
+def test_batched_km_matches_lifelines_row_by_row(decimals):
+    from lifelines import KaplanMeierFitter
+
+    from bayes_ablation.survival.ppc import km_on_grid_batch
+
+    rng = np.random.default_rng(4)
+    t = rng.exponential(10, (6, 250))
+    if decimals is not None:
+        t = np.round(t, decimals) + 0.5    # ties between events and censorings on purpose
+    e = rng.integers(0, 2, (6, 250))
+    grid = np.concatenate([[0.0], np.sort(t[0, :20]), np.linspace(0, t.max() + 1, 50)])
+    batch = km_on_grid_batch(t, e, grid)
+    for row in range(6):
+        km = KaplanMeierFitter().fit(t[row], e[row])
+        np.testing.assert_allclose(batch[row], km.survival_function_at_times(grid).values,
+                                   atol=1e-12)

@@ -77,11 +77,13 @@ def pwe_event_times(post: xr.Dataset, cdata: xr.Dataset, spec: AnalysisSpec,
                           np.cumsum(rate[..., :-1] * widths, axis=-1)], axis=-1)
     target = rng.exponential(size=eta.shape) * np.exp(-eta)
     out = np.empty_like(target)
-    for s in range(target.shape[0]):
-        for a in np.unique(arm):
-            members = arm == a
-            m = np.searchsorted(cum[s, a], target[s, members], side="right") - 1
-            out[s, members] = start[m] + (target[s, members] - cum[s, a, m]) / rate[s, a, m]
+    for a in np.unique(arm):
+        members = np.flatnonzero(arm == a)
+        t_a = target[:, members]                                             # (s, members)
+        # interval of each draw: how many interval starts' C lie at or below the target, − 1
+        m = np.sum(cum[:, a, None, :] <= t_a[..., None], axis=-1) - 1
+        c_m = np.take_along_axis(cum[:, a, :], m, axis=-1)
+        out[:, members] = start[m] + (t_a - c_m) / np.take_along_axis(rate[:, a, :], m, axis=-1)
     return out
 
 
