@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,5 +49,11 @@ def test_strata_codes_equal_unique_of_the_strings_and_draw_the_same_rows():
     codes, names = site_arm_strata(sites, arms)
     assert names == list(levels)
     np.testing.assert_array_equal(codes, inverse)
+    # as categoricals (the fit passes the model's codes), with an unused category
+    as_categories = site_arm_strata(pd.Categorical(sites, categories=["Z", "S2", "x", "S01",
+                                                                      "a b", "S10"]),
+                                    pd.Categorical(arms))
+    assert as_categories[1] == names
+    np.testing.assert_array_equal(as_categories[0], codes)
     np.testing.assert_array_equal(subsample_of_codes(codes, len(names), 5000, seed=3),
                                   stratified_subsample(strings, 5000, seed=3))

@@ -27,13 +27,24 @@ PPC_MAX_PATIENTS = 20_000
 PPC_MIN_PER_STRATUM = 50
 
 
-def site_arm_strata(site_labels: np.ndarray, arm_labels: np.ndarray
-                    ) -> tuple[np.ndarray, list[str]]:
+def _factorize(labels: np.ndarray | pd.Categorical) -> tuple[np.ndarray, list[str]]:
+    """(codes, labels) of text labels; a Categorical's own codes (no pass over 10⁶ strings)."""
+    if isinstance(labels, pd.Categorical):
+        used = np.unique(labels.codes)
+        lookup = np.full(len(labels.categories), -1, np.int64)
+        lookup[used] = np.arange(used.size)
+        return lookup[labels.codes], [str(labels.categories[c]) for c in used]
+    codes, uniques = pd.factorize(np.asarray(labels, dtype=object))
+    return codes, list(uniques)
+
+
+def site_arm_strata(site_labels: np.ndarray | pd.Categorical,
+                    arm_labels: np.ndarray | pd.Categorical) -> tuple[np.ndarray, list[str]]:
     """Each patient's site × arm stratum as a code into the sorted stratum names
     ``"<site> | <arm>"`` (the codes ``np.unique`` of those strings gives, without building a
     string per patient: 10⁶ patients in ~0.1 s instead of ~0.8 s)."""
-    site_codes, sites = pd.factorize(np.asarray(site_labels, dtype=object))
-    arm_codes, arms = pd.factorize(np.asarray(arm_labels, dtype=object))
+    site_codes, sites = _factorize(site_labels)
+    arm_codes, arms = _factorize(arm_labels)
     combined = site_codes.astype(np.int64) * len(arms) + arm_codes
     present = np.unique(combined)
     names = [f"{sites[c // len(arms)]} | {arms[c % len(arms)]}" for c in present]
@@ -45,8 +56,9 @@ def site_arm_strata(site_labels: np.ndarray, arm_labels: np.ndarray
     return lookup[combined], [names[i] for i in order]
 
 
-def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
-                 site_labels: np.ndarray, n_draws: int = 100, seed: int = 0,
+def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec,
+                 arm_labels: np.ndarray | pd.Categorical,
+                 site_labels: np.ndarray | pd.Categorical, n_draws: int = 100, seed: int = 0,
                  arm_order: list[str] | None = None) -> dict[str, xr.Dataset]:
     """Posterior predictive KM checks per arm and per site × arm.
 
@@ -64,7 +76,9 @@ def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec, arm_labels: np.ndarray,
     if keep is not None:
         cdata = cdata.isel(patient=keep)
         time, event, codes = time[keep], event[keep], codes[keep]
-        arm_labels, site_labels = np.asarray(arm_labels)[keep], np.asarray(site_labels)[keep]
+        arm_labels, site_labels = arm_labels[keep], site_labels[keep]
+    arm_labels, site_labels = np.asarray(arm_labels, dtype=object), np.asarray(site_labels,
+                                                                                dtype=object)
     site_arm = np.asarray(names, dtype=object)[codes].astype(str)
     rep = predictive_observed(idata.posterior.to_dataset(), cdata,
                               spec, time, event, n_draws=n_draws, seed=seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -93,9 +94,11 @@ def prepare(spec: AnalysisSpec, patients: PatientTable, lesions: Any = None) -> 
 def km_checks(idata: xr.DataTree, spec: AnalysisSpec, prepared: Prepared, n_draws: int,
               seed: int) -> dict[str, xr.Dataset]:
     patients = prepared.tables["patients"]
-    return pfs_checks.survival_ppc(idata, spec, patients.frame["arm"].to_numpy(),
-                               patients.frame["site"].to_numpy(), n_draws=n_draws, seed=seed,
-                               arm_order=list(patients.arms))
+    cdata = idata.constant_data    # the labels as codes into the model's arms and sites
+    arm = pd.Categorical.from_codes(np.asarray(cdata["arm_idx"].values), list(patients.arms))
+    site = pd.Categorical.from_codes(np.asarray(cdata["site_idx"].values), list(patients.sites))
+    return pfs_checks.survival_ppc(idata, spec, arm, site, n_draws=n_draws, seed=seed,
+                                   arm_order=list(patients.arms))
 
 
 def summary_entries(spec: AnalysisSpec, prepared: Prepared, checks: dict[str, xr.Dataset],
