@@ -225,7 +225,8 @@ def near_duplicate_labels(values: pd.Series, column: str, source: str, rows: np.
     """One problem per label that equals a more frequent one up to case, whitespace or
     punctuation, naming its rows."""
     problems = []
-    counts = values[values != ""].value_counts()
+    counts = values.value_counts()
+    counts = counts[counts.index != ""]
     groups: dict[str, list[str]] = {}
     for label in counts.index:
         groups.setdefault(label_key(label), []).append(label)

@@ -138,6 +138,7 @@ def record_digest(spec: AnalysisSpec, model_data: Any) -> str | None:
 
 def load_record(digest: str) -> dict[str, Any] | None:
     """The record filed under ``digest``, or None (absent, unreadable or not this digest's)."""
+    wait_for_records()   # one this process is still writing
     try:
         with open(records_dir() / f"{digest}.pkl", "rb") as fh:
             record = pickle.load(fh)
@@ -151,6 +152,24 @@ def load_record(digest: str) -> dict[str, Any] | None:
     except OSError:
         pass
     return record
+
+
+_writing: list[threading.Thread] = []
+
+
+def save_record_in_background(digest: str, record: dict[str, Any]) -> None:
+    """:func:`save_record` in a (non-daemon) thread: at 10⁶ patients pickling and writing the
+    record takes ~0.5 s, which then overlaps the estimands and checks. The interpreter waits
+    for the thread at exit; the file appears whole or not at all (atomic rename)."""
+    thread = threading.Thread(target=save_record, args=(digest, record), name="fit-record")
+    thread.start()
+    _writing.append(thread)
+
+
+def wait_for_records() -> None:
+    """Block until every record being written in the background is on disk."""
+    while _writing:
+        _writing.pop().join()
 
 
 def save_record(digest: str, record: dict[str, Any]) -> None:

@@ -252,10 +252,10 @@ def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, p
     _relabel(idata, coords)
     attach_data_groups(idata, constant, observed)
     if record_digest is not None:
-        from bayes_ablation.inference.fit_records import save_record
+        from bayes_ablation.inference.fit_records import save_record_in_background
 
-        save_record(record_digest, {**record, "model_coords": coords,
-                                    "constant_data": constant, "observed_data": observed})
+        save_record_in_background(record_digest, {**record, "model_coords": coords,
+                                                   "constant_data": constant, "observed_data": observed})
         facts["model_record"] = f"recorded (sha256 {record_digest[:16]})"
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
