@@ -14,7 +14,7 @@ from bayes_ablation.data.io import (
     _csv_with_pandas,
     read_raw_table,
 )
-from bayes_ablation.data.schema import read_patients
+from bayes_ablation.data.schema import read_patients, validate_patients
 from bayes_ablation.errors import DataValidationError
 
 
@@ -97,7 +97,6 @@ def test_patients_read_alike_on_both_readers(tmp_path):
     frame = _csv_with_pandas(path)
     for col in frame.columns:
         frame[col].attrs[STRIPPED_TEXT] = True
-    from bayes_ablation.data.schema import validate_patients
     pandas = validate_patients(frame, str(path), reference_arm="post", covariates=("age",))
     pd.testing.assert_frame_equal(arrow.frame, pandas.frame)
     assert (arrow.arms, arrow.sites) == (pandas.arms, pandas.sites)

@@ -38,6 +38,11 @@ def _factorize(labels: np.ndarray | pd.Categorical) -> tuple[np.ndarray, list[st
     return codes, list(uniques)
 
 
+def _labels(labels: np.ndarray | pd.Categorical) -> np.ndarray | pd.Categorical:
+    """A Categorical as it is, anything else (lists too) as an array."""
+    return labels if isinstance(labels, pd.Categorical) else np.asarray(labels)
+
+
 def site_arm_strata(site_labels: np.ndarray | pd.Categorical,
                     arm_labels: np.ndarray | pd.Categorical) -> tuple[np.ndarray, list[str]]:
     """Each patient's site × arm stratum as a code into the sorted stratum names
@@ -76,7 +81,7 @@ def survival_ppc(idata: xr.DataTree, spec: AnalysisSpec,
     if keep is not None:
         cdata = cdata.isel(patient=keep)
         time, event, codes = time[keep], event[keep], codes[keep]
-        arm_labels, site_labels = arm_labels[keep], site_labels[keep]
+        arm_labels, site_labels = _labels(arm_labels)[keep], _labels(site_labels)[keep]
     arm_labels, site_labels = np.asarray(arm_labels, dtype=object), np.asarray(site_labels,
                                                                                 dtype=object)
     site_arm = np.asarray(names, dtype=object)[codes].astype(str)
