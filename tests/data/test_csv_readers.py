@@ -3,6 +3,7 @@ hands the files it would read differently to pandas (``data.io``)."""
 
 import csv
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -124,3 +125,15 @@ def test_repeated_values_is_duplicated_keep_false(dtype):
                                       n), dtype=dtype)
         np.testing.assert_array_equal(repeated_values(values),
                                       values.duplicated(keep=False).to_numpy())
+
+
+def test_arm_and_site_codes_are_computed_once_and_read_only():
+    raw = pd.DataFrame({"patient_id": ["p1", "p2", "p3", "p4"], "site": ["B", "A", "B", "A"],
+                        "arm": ["x", "y", "y", "x"], "time_months": [1.0, 2.0, 3.0, 4.0],
+                        "event": [1, 0, 1, 1]})
+    table = validate_patients(raw, "t.csv", reference_arm="x", min_patients_per_arm=1)
+    assert table.arm_idx is table.arm_idx and table.site_idx is table.site_idx
+    np.testing.assert_array_equal(table.arm_idx, [0, 1, 1, 0])
+    np.testing.assert_array_equal(table.site_idx, [1, 0, 1, 0])
+    with pytest.raises(ValueError):
+        table.arm_idx[0] = 1

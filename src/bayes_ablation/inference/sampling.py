@@ -119,6 +119,12 @@ def _relabel(idata: xr.DataTree, coords: dict[str, list[Any]]) -> None:
     idata["posterior"] = post.assign_coords(labels)
 
 
+INDEXED_COORD_MAX = 20_000
+"""Coordinates of ``constant_data`` / ``observed_data`` longer than this (per-patient labels of
+a large trial) are kept as labels without a pandas index: ``.sel`` by patient is not offered
+there, and building the index of 10⁶ labels would cost ~0.8 s in every fit."""
+
+
 def data_groups(model: pm.Model) -> tuple[xr.Dataset, xr.Dataset]:
     """(``constant_data``, ``observed_data``) of ``model``: every ``pm.Data`` is in
     ``constant_data`` (also those PyMC files under observed data), the observed values of the
@@ -138,9 +144,16 @@ def data_groups(model: pm.Model) -> tuple[xr.Dataset, xr.Dataset]:
         observed[rv.name] = xr.Variable(d if d else [f"{rv.name}_dim_{i}" for i in
                                                      range(value.ndim)], value)
 
-    def coords_for(variables: dict[str, xr.Variable]) -> dict[str, Any]:
+    def coords_for(variables: dict[str, xr.Variable]) -> xr.Coordinates:
         used = {d for v in variables.values() for d in v.dims}
-        return {k: list(v) for k, v in model.coords.items() if k in used and v is not None}
+        labels = {k: v for k, v in model.coords.items() if k in used and v is not None}
+        short = {k: list(v) for k, v in labels.items() if len(v) <= INDEXED_COORD_MAX}
+        coords = xr.Coordinates(short)
+        long = {k: np.asarray(v, dtype=object) for k, v in labels.items()
+                if len(v) > INDEXED_COORD_MAX}
+        if long:  # per-patient labels at scale: kept, not indexed (a 10⁶ index costs ~0.8 s)
+            coords = coords.merge(xr.Coordinates(long, indexes={})).coords
+        return coords
 
     return (xr.Dataset(constant, coords=coords_for(constant)),
             xr.Dataset(observed, coords=coords_for(observed)))
@@ -246,16 +259,31 @@ def _sample_kernel(model: pm.Model, spec: AnalysisSpec, settings: SamplerSpec, p
     record: dict[str, Any] = {}
     compiled, facts = kernel_model(model, spec, cache_key, record)
     compile_s = time.perf_counter() - start
-    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, while_sampling)
-    coords = model_coords(model)
-    constant, observed = data_groups(model)
-    _relabel(idata, coords)
-    attach_data_groups(idata, constant, observed)
+    groups: dict[str, Any] = {}
+
+    def during_sampling() -> None:
+        """The data groups while nutpie samples: at 10⁶ patients they take ~0.3 s of the
+        interpreter, which would otherwise wait. (Not the fit record: the initial points
+        nutpie asks for are added to it as the chains start.)"""
+        groups["coords"] = model_coords(model)
+        groups["data"] = data_groups(model)
+        if while_sampling is not None:
+            while_sampling()
+
+    idata, sampling_s = _nutpie_draws(compiled, settings, progress, cores, during_sampling)
+    if "data" not in groups:  # the preparation failed (its errors are ignored): now
+        groups["coords"], groups["data"] = model_coords(model), data_groups(model)
+    _relabel(idata, groups["coords"])
+    attach_data_groups(idata, *groups["data"])
     if record_digest is not None:
         from bayes_ablation.inference.fit_records import save_record_in_background
 
-        save_record_in_background(record_digest, {**record, "model_coords": coords,
-                                                   "constant_data": constant, "observed_data": observed})
+        constant, observed = groups["data"]
+        # the labels the posterior is relabelled with (per-patient ones are in constant_data)
+        labels = {k: v for k, v in groups["coords"].items() if len(v) <= INDEXED_COORD_MAX}
+        save_record_in_background(record_digest, {
+            **record, "model_coords": labels, "constant_data": constant,
+            "observed_data": observed})
         facts["model_record"] = f"recorded (sha256 {record_digest[:16]})"
     return SamplingResult(idata=idata, sampler="nutpie", settings=common,
                           timings={"compile_seconds": compile_s, "sampling_seconds": sampling_s,
