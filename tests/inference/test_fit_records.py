@@ -147,6 +147,20 @@ def test_only_the_most_recent_records_are_kept(tmp_path, monkeypatch):
     assert fit_records.load_record("f" * 64) is None
 
 
+def test_a_record_written_in_the_background_is_whole_or_absent(tmp_path, monkeypatch, caplog):
+    from bayes_ablation.inference import fit_records
+
+    monkeypatch.setenv("BAYES_ABLATION_CACHE_DIR", str(tmp_path))
+    fit_records.save_record_in_background("a" * 64, {"k": np.arange(3)})
+    assert fit_records.load_record("a" * 64)["k"].tolist() == [0, 1, 2]   # waits for it
+    caplog.set_level("DEBUG", logger=fit_records.__name__)
+    fit_records.save_record_in_background("b" * 64, {"k": lambda: 0})      # does not pickle
+    fit_records.wait_for_records()
+    assert fit_records.load_record("b" * 64) is None
+    assert [p.name for p in fit_records.records_dir().iterdir()] == ["a" * 64 + ".pkl"]
+    assert "fit record not written" in caplog.text
+
+
 def test_table_digest_sees_every_cell_name_and_type():
     import numpy as np
     import pandas as pd

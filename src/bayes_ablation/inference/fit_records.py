@@ -181,7 +181,8 @@ def save_record(digest: str, record: dict[str, Any]) -> None:
         atomic_write_bytes(records_dir() / f"{digest}.pkl",
                            pickle.dumps({**record, "digest": digest}, protocol=5))
         prune_records()
-    except OSError as exc:
+    except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+        # unwritable cache folder, or something in the record that does not pickle
         logger.debug("fit record not written: %s", exc)
 
 

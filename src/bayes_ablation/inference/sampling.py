@@ -148,12 +148,9 @@ def data_groups(model: pm.Model) -> tuple[xr.Dataset, xr.Dataset]:
         used = {d for v in variables.values() for d in v.dims}
         labels = {k: v for k, v in model.coords.items() if k in used and v is not None}
         short = {k: list(v) for k, v in labels.items() if len(v) <= INDEXED_COORD_MAX}
-        coords = xr.Coordinates(short)
-        long = {k: np.asarray(v, dtype=object) for k, v in labels.items()
-                if len(v) > INDEXED_COORD_MAX}
-        if long:  # per-patient labels at scale: kept, not indexed (a 10⁶ index costs ~0.8 s)
-            coords = coords.merge(xr.Coordinates(long, indexes={})).coords
-        return coords
+        long = {k: np.asarray(v, dtype=object) for k, v in labels.items() if k not in short}
+        # per-patient labels at scale: kept, not indexed (a 10⁶-label index costs ~0.8 s)
+        return xr.Coordinates(short).merge(xr.Coordinates(long, indexes={})).coords
 
     return (xr.Dataset(constant, coords=coords_for(constant)),
             xr.Dataset(observed, coords=coords_for(observed)))
